@@ -1,0 +1,29 @@
+import type { Digest } from '../digest.js';
+
+/**
+ * The contract every message store implements: LMDB, PostgreSQL, Redis, Redis Cluster.
+ * Keys are the 32-byte SHA-256 digest of the message; hashing happens in the core, never in a store.
+ * A failure to reach the backend rejects with StoreUnavailable (with the backend error as `cause`).
+ */
+export interface MessageStore {
+  /** A short name for logs and /readyz, e.g. `lmdb`. */
+  readonly kind: string;
+  /** Resolves once the store can serve requests (connected, schema migrated). */
+  ready(): Promise<void>;
+  /** Stores a message under its digest. Idempotent; resolves only once the write is durable. */
+  put(digest: Digest, message: string): Promise<void>;
+  /** Stores several messages in as few durable commits as the backend allows. */
+  putMany(entries: readonly (readonly [Digest, string])[]): Promise<void>;
+  /** The message stored under this digest, or undefined. */
+  get(digest: Digest): Promise<string | undefined>;
+  /** Whether a message is stored under this digest. */
+  has(digest: Digest): Promise<boolean>;
+  /** Resolves when the backend answers a trivial request; rejects with StoreUnavailable otherwise. */
+  ping(): Promise<void>;
+  /** Every stored entry, in the backend's order; used by migrate and verify. */
+  entries(): AsyncIterable<readonly [Digest, string]>;
+  /** Number of stored messages, when the backend can tell cheaply (used for progress). */
+  count(): Promise<number | undefined>;
+  /** Flushes and releases resources. Further calls fail. */
+  close(): Promise<void>;
+}

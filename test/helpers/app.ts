@@ -1,0 +1,36 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type AppOptions } from '../../src/http/app.js';
+import { createLogger } from '../../src/log/logger.js';
+import { LmdbStore } from '../../src/store/lmdb.js';
+import type { MessageStore } from '../../src/store/types.js';
+
+/** A Fastify app over a fresh LMDB store in a temporary directory, for inject() tests. */
+export interface TestApp {
+  app: FastifyInstance;
+  store: MessageStore;
+  close(): Promise<void>;
+}
+
+export async function buildTestApp(overrides: Partial<AppOptions> = {}): Promise<TestApp> {
+  const directory = await mkdtemp(path.join(tmpdir(), 'digestd-app-'));
+  const store = overrides.store ?? (await LmdbStore.open({ path: directory }));
+  const app = buildApp({
+    store,
+    logger: createLogger({ level: 'silent' }),
+    maxMessageBytes: 1024 * 1024,
+    ...overrides,
+  });
+  await app.ready();
+  return {
+    app,
+    store,
+    async close() {
+      await app.close();
+      await store.close();
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}

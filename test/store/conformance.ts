@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { describe, it, before, after } from 'node:test';
+import { digestOf } from '../../src/digest.js';
+import type { MessageStore } from '../../src/store/types.js';
+
+/** How a backend's test file hands its store to the shared suite. */
+export interface ConformanceTarget {
+  /** Opens a store over the same underlying data each time it is called. */
+  open(): Promise<MessageStore>;
+}
+
+/**
+ * The behaviour every MessageStore must show. Each backend's test file calls this once
+ * (the pattern of unstorage's testDriver): LMDB, PostgreSQL, Redis, Redis Cluster.
+ */
+export function describeStoreConformance(name: string, target: ConformanceTarget): void {
+  describe(`${name} store conformance`, () => {
+    let store: MessageStore;
+    before(async () => {
+      store = await target.open();
+      await store.ready();
+    });
+    after(async () => {
+      await store.close();
+    });
+
+    it('round-trips a message by its digest', async () => {
+      const message = `hello ${Math.random()}`;
+      const digest = digestOf(message);
+      await store.put(digest, message);
+      assert.equal(await store.get(digest), message);
+      assert.equal(await store.has(digest), true);
+    });
+
+    it('answers undefined and false for an unknown digest', async () => {
+      const digest = digestOf(`never stored ${Math.random()}`);
+      assert.equal(await store.get(digest), undefined);
+      assert.equal(await store.has(digest), false);
+    });
+
+    it('stores the empty string as a message distinct from absence', async () => {
+      const digest = digestOf('');
+      await store.put(digest, '');
+      assert.equal(await store.get(digest), '');
+      assert.equal(await store.has(digest), true);
+    });
+
+    it('is idempotent: putting the same message twice keeps one copy', async () => {
+      const message = `twice ${Math.random()}`;
+      const digest = digestOf(message);
+      await store.put(digest, message);
+      await store.put(digest, message);
+      assert.equal(await store.get(digest), message);
+    });
+
+    it('keeps every Unicode character and control byte intact', async () => {
+      const message = `\u0000\u0001\n\r\t"\\ é 日本 🎉 \u{10FFFF} \uFEFF ${Math.random()}`;
+      const digest = digestOf(message);
+      await store.put(digest, message);
+      assert.equal(await store.get(digest), message);
+    });
+
+    it('keys by all 32 digest bytes, including zero and high bytes', async () => {
+      const first = Buffer.alloc(32, 0);
+      const second = Buffer.alloc(32, 0xff);
+      await store.put(first, 'all zero key');
+      await store.put(second, 'all ff key');
+      assert.equal(await store.get(first), 'all zero key');
+      assert.equal(await store.get(second), 'all ff key');
+    });
+
+    it('stores a large message (1 MiB)', async () => {
+      const message = 'x'.repeat(1024 * 1024 - 7) + Math.random().toFixed(5);
+      const digest = digestOf(message);
+      await store.put(digest, message);
+      assert.equal(await store.get(digest), message);
+    });
+
+    it('survives 1,000 parallel puts over 100 distinct messages', async () => {
+      const run = Math.random();
+      const messages = Array.from({ length: 100 }, (_, index) => `parallel ${run} ${index}`);
+      await Promise.all(
+        Array.from({ length: 1000 }, (_, index) => {
+          const message = messages[index % 100]!;
+          return store.put(digestOf(message), message);
+        }),
+      );
+      const read = await Promise.all(messages.map((message) => store.get(digestOf(message))));
+      assert.deepEqual(read, messages);
+    });
+
+    it('stores a batch with putMany', async () => {
+      const run = Math.random();
+      const entries = Array.from({ length: 50 }, (_, index) => {
+        const message = `batch ${run} ${index}`;
+        return [digestOf(message), message] as const;
+      });
+      await store.putMany(entries);
+      for (const [digest, message] of entries) assert.equal(await store.get(digest), message);
+    });
+
+    it('answers ping when healthy', async () => {
+      await store.ping();
+    });
+
+    it('lists stored entries and their count', async () => {
+      const message = `listed ${Math.random()}`;
+      await store.put(digestOf(message), message);
+      let found = false;
+      let seen = 0;
+      for await (const [digest, value] of store.entries()) {
+        seen += 1;
+        assert.equal(digest.length, 32);
+        if (value === message) found = digestOf(value).equals(digest);
+      }
+      assert.ok(found, 'the new message is listed under its digest');
+      const count = await store.count();
+      if (count !== undefined) assert.equal(count, seen);
+    });
+
+    it('keeps everything across close and reopen', async () => {
+      const message = `reopened ${Math.random()}`;
+      const digest = digestOf(message);
+      await store.put(digest, message);
+      await store.close();
+      store = await target.open();
+      await store.ready();
+      assert.equal(await store.get(digest), message);
+    });
+  });
+}
