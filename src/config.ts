@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { InvalidConfig } from './errors.js';
+import { parseStoreUrl } from './store/open.js';
 
 /**
  * The one settings schema. Each setting has a type, a default, an environment variable and a flag,
@@ -7,7 +8,10 @@ import { InvalidConfig } from './errors.js';
  * Nothing outside this file reads process.env.
  */
 
-type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'level';
+type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'level' | 'store';
+
+/** The subcommands that take settings. */
+export type Command = 'serve' | 'migrate' | 'verify';
 
 interface SettingSpec {
   kind: Kind;
@@ -22,6 +26,8 @@ interface SettingSpec {
   placeholder?: string;
   /** Hide the value in logs (passwords, tokens). */
   secret?: boolean;
+  /** Subcommands that take this setting. @default ['serve'] */
+  commands?: readonly Command[];
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -54,6 +60,7 @@ export const SETTINGS = {
     default: './data',
     placeholder: 'DIR',
     help: 'Directory for the embedded store and the generated TLS certificate.',
+    commands: ['serve', 'verify'],
   },
   tls: {
     kind: 'boolean',
@@ -92,6 +99,61 @@ export const SETTINGS = {
     default: 'info',
     help: `Log level: ${LOG_LEVELS.join(', ')}.`,
   },
+  // Scale-out stores
+  store: {
+    kind: 'store',
+    flag: 'store',
+    env: 'DIGESTD_STORE',
+    placeholder: 'URL',
+    help: 'Message store: lmdb:<dir> (default: lmdb:<data-dir>), postgres://user@host:port/db, redis://host:port, redis-cluster://host:port,host:port,...',
+    commands: ['serve', 'verify'],
+  },
+  from: {
+    kind: 'store',
+    flag: 'from',
+    env: 'DIGESTD_MIGRATE_FROM',
+    placeholder: 'URL',
+    help: 'Store to copy from (a store URL as for --store).',
+    commands: ['migrate'],
+  },
+  to: {
+    kind: 'store',
+    flag: 'to',
+    env: 'DIGESTD_MIGRATE_TO',
+    placeholder: 'URL',
+    help: 'Store to copy into (a store URL as for --store).',
+    commands: ['migrate'],
+  },
+  storeTimeout: {
+    kind: 'integer',
+    flag: 'store-timeout',
+    env: 'DIGESTD_STORE_TIMEOUT',
+    default: 2000,
+    min: 10,
+    max: 600_000,
+    placeholder: 'MS',
+    help: 'Milliseconds any store operation may take; then the request answers 503 STORE_UNAVAILABLE.',
+    commands: ['serve', 'migrate', 'verify'],
+  },
+  cacheBytes: {
+    kind: 'bytes',
+    flag: 'cache-bytes',
+    env: 'DIGESTD_CACHE_BYTES',
+    default: 64 * MiB,
+    min: 0,
+    max: 64 * 1024 * MiB,
+    help: 'In-process LRU cache of messages in front of PostgreSQL and Redis, in bytes (0 turns it off).',
+  },
+  redisWaitReplicas: {
+    kind: 'integer',
+    flag: 'redis-wait-replicas',
+    env: 'DIGESTD_REDIS_WAIT_REPLICAS',
+    min: 0,
+    max: 64,
+    placeholder: 'N',
+    help: 'Redis replicas that must confirm each write (WAIT) before 201 (default: 1 if the store has replicas, else 0).',
+    commands: ['serve', 'migrate'],
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 type Settings = typeof SETTINGS;
@@ -104,11 +166,19 @@ type ValueOf<S extends SettingSpec> = S['kind'] extends 'integer' | 'bytes'
       : string;
 
 /** The validated, frozen configuration passed down from the CLI. */
-export type Config = Readonly<{
-  [K in keyof Settings]: 'default' extends keyof Settings[K]
-    ? ValueOf<Settings[K]>
-    : ValueOf<Settings[K]> | undefined;
-}>;
+export type Config = Readonly<
+  Omit<
+    {
+      [K in keyof Settings]: 'default' extends keyof Settings[K]
+        ? ValueOf<Settings[K]>
+        : ValueOf<Settings[K]> | undefined;
+    },
+    'store'
+  > & {
+    /** The store URL; `lmdb:<data-dir>` unless given. */
+    store: string;
+  }
+>;
 
 const BYTE_UNITS: Record<string, number> = {
   '': 1,
@@ -136,6 +206,13 @@ function parseValue(spec: SettingSpec, raw: string | boolean): { value?: unknown
   switch (spec.kind) {
     case 'string':
       return text === '' ? { problem: 'must not be empty' } : { value: text };
+    case 'store':
+      try {
+        parseStoreUrl(text, '');
+        return { value: text };
+      } catch (error) {
+        return { problem: (error as InvalidConfig).problems.join('; ').replace(/^: /, '') };
+      }
     case 'level':
       return (LOG_LEVELS as readonly string[]).includes(text)
         ? { value: text }
@@ -162,9 +239,16 @@ function parseValue(spec: SettingSpec, raw: string | boolean): { value?: unknown
   }
 }
 
-function parseArgsOptions(): Record<string, { type: 'string' | 'boolean' }> {
+/** The settings a subcommand takes, as [name, spec] pairs in schema order. */
+function settingsOf(command: Command): [string, SettingSpec][] {
+  return (Object.entries(SETTINGS) as [string, SettingSpec][]).filter(([, spec]) =>
+    (spec.commands ?? ['serve']).includes(command),
+  );
+}
+
+function parseArgsOptions(command: Command): Record<string, { type: 'string' | 'boolean' }> {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
-  for (const spec of Object.values(SETTINGS) as SettingSpec[]) {
+  for (const [, spec] of settingsOf(command)) {
     if (spec.kind === 'boolean') {
       options[spec.flag] = { type: 'boolean' };
       options[`no-${spec.flag}`] = { type: 'boolean' };
@@ -176,16 +260,21 @@ function parseArgsOptions(): Record<string, { type: 'string' | 'boolean' }> {
 }
 
 /**
- * Builds the configuration from the environment and command-line flags.
+ * Builds the configuration of a subcommand from the environment and command-line flags.
  * Throws InvalidConfig listing every bad setting by flag and environment variable.
+ * Settings of other subcommands keep their defaults.
  */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  command: Command = 'serve',
+): Config {
   const problems: string[] = [];
   let flags: Record<string, string | boolean | undefined>;
   try {
     flags = parseArgs({
       args: [...argv],
-      options: parseArgsOptions(),
+      options: parseArgsOptions(command),
       strict: true,
       allowPositionals: false,
     }).values;
@@ -194,7 +283,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
 
   const config: Record<string, unknown> = {};
+  const taken = new Set(settingsOf(command).map(([name]) => name));
   for (const [name, spec] of Object.entries(SETTINGS) as [string, SettingSpec][]) {
+    if (!taken.has(name)) {
+      config[name] = spec.default;
+      continue;
+    }
     let raw: string | boolean | undefined;
     let source = '';
     const fromEnv = env[spec.env];
@@ -223,6 +317,14 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     problems.push('--tls-cert and --tls-key: give both or neither');
   }
+  config.store ??= `lmdb:${String(config.dataDir)}`;
+  if (command === 'migrate') {
+    if (config.from === undefined) problems.push('--from (DIGESTD_MIGRATE_FROM): required');
+    if (config.to === undefined) problems.push('--to (DIGESTD_MIGRATE_TO): required');
+    if (config.from !== undefined && config.from === config.to) {
+      problems.push('--from and --to: name two different stores');
+    }
+  }
   if (problems.length > 0) throw new InvalidConfig(problems);
   return Object.freeze(config) as Config;
 }
@@ -232,14 +334,19 @@ export function redactConfig(config: Config): Record<string, unknown> {
   const shown: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(SETTINGS) as [string, SettingSpec][]) {
     const value = (config as Record<string, unknown>)[name];
-    shown[name] = spec.secret && value !== undefined ? '[redacted]' : value;
+    shown[name] =
+      spec.secret && value !== undefined
+        ? '[redacted]'
+        : spec.kind === 'store' && typeof value === 'string'
+          ? value.replace(/^([a-z-]+:\/\/[^:/@]*:)[^@/]*@/i, '$1[redacted]@')
+          : value;
   }
   return shown;
 }
 
-/** The options part of --help, generated from the schema. */
-export function settingsHelp(): string {
-  const rows = (Object.values(SETTINGS) as SettingSpec[]).map((spec) => {
+/** The options part of --help for one subcommand, generated from the schema. */
+export function settingsHelp(command: Command = 'serve'): string {
+  const rows = settingsOf(command).map(([, spec]) => {
     const flag =
       spec.kind === 'boolean'
         ? `--${spec.flag}, --no-${spec.flag}`

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { settingsHelp } from '../config.js';
 import { DigestdError, InvalidConfig } from '../errors.js';
+import { migrate } from './migrate.js';
 import { serve } from './serve.js';
+import { verify } from './verify.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -10,15 +12,23 @@ const { version } = JSON.parse(readFileSync(new URL('../../package.json', import
 const USAGE = `digestd ${version}: a content-addressed message store over HTTPS.
 
 Usage:
-  digestd serve [options]   serve the HTTP API
-  digestd --help            show this help
-  digestd --version         print the version
+  digestd serve [options]                     serve the HTTP API
+  digestd migrate --from <url> --to <url>     copy every message between stores, checking each digest
+  digestd verify [--store <url>]              re-hash every stored message; exit 1 if any mismatch
+  digestd --help                              show this help
+  digestd --version                           print the version
 
 Options of serve (each also read from its environment variable; flags win):
-${settingsHelp()}
+${settingsHelp('serve')}
+
+Options of migrate:
+${settingsHelp('migrate')}
+
+Options of verify:
+${settingsHelp('verify')}
 `;
 
-const commands: Record<string, (argv: readonly string[]) => Promise<void>> = { serve };
+const commands: Record<string, (argv: readonly string[]) => Promise<void>> = { serve, migrate, verify };
 
 /** Exit status for usage and configuration mistakes. */
 export const EXIT_USAGE = 2;

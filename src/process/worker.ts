@@ -14,7 +14,7 @@ export interface WorkerOptions {
 
 /** Opens the store, listens, and serves until a shutdown signal. Resolves with the bound address. */
 export async function runWorker({ config, logger, tls }: WorkerOptions): Promise<string> {
-  const store = await openStore(`lmdb:${config.dataDir}`);
+  const store = await openStore(config.store, config);
   await store.ready();
   const app = buildApp({
     store,

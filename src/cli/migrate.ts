@@ -1,0 +1,60 @@
+import { loadConfig } from '../config.js';
+import { digestOf, formatDigest, type Digest } from '../digest.js';
+import { openStore } from '../store/open.js';
+import { startProgress } from './progress.js';
+
+/** Entries read, checked and written per round. */
+const BATCH = 500;
+
+/**
+ * `digestd migrate --from <store> --to <store>`: copies every message, checking that each one
+ * hashes to its key. Idempotent and resumable: a message already in the target is skipped, so
+ * running it again after an interruption copies only what is missing. Entries whose digest does
+ * not match are reported on stderr and not copied; the exit status is then 1.
+ */
+export async function migrate(argv: readonly string[]): Promise<void> {
+  const config = loadConfig(argv, undefined, 'migrate');
+  // The cache would only hold what we are about to forget.
+  const settings = { ...config, cacheBytes: 0 };
+  const source = await openStore(config.from!, settings);
+  const target = await openStore(config.to!, settings);
+  try {
+    await source.ready();
+    await target.ready();
+    const progress = startProgress({ label: 'migrate', total: await source.count() });
+    let copied = 0;
+    let present = 0;
+    const mismatched: Digest[] = [];
+    let batch: (readonly [Digest, string])[] = [];
+    const flush = async () => {
+      const exists = await Promise.all(batch.map(([digest]) => target.has(digest)));
+      const missing = batch.filter((_, index) => !exists[index]);
+      await target.putMany(missing);
+      copied += missing.length;
+      present += batch.length - missing.length;
+      progress.advance(batch.length);
+      batch = [];
+    };
+    try {
+      for await (const [digest, message] of source.entries()) {
+        if (!digestOf(message).equals(digest)) {
+          mismatched.push(digest);
+          process.stderr.write(`migrate: ${formatDigest(digest)} does not match its message; not copied\n`);
+          progress.advance();
+          continue;
+        }
+        batch.push([digest, message]);
+        if (batch.length >= BATCH) await flush();
+      }
+      await flush();
+    } finally {
+      progress.stop();
+    }
+    process.stdout.write(
+      `migrate: copied ${copied}, already present ${present}, mismatched ${mismatched.length}\n`,
+    );
+    if (mismatched.length > 0) process.exitCode = 1;
+  } finally {
+    await Promise.allSettled([source.close(), target.close()]);
+  }
+}

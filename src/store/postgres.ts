@@ -1,0 +1,226 @@
+import pg from 'pg';
+import type { Digest } from '../digest.js';
+import { InvalidConfig } from '../errors.js';
+import { DEFAULT_STORE_TIMEOUT_MS, asStoreUnavailable, withDeadline } from './deadline.js';
+import type { MessageStore } from './types.js';
+
+/** Options of the PostgreSQL store. */
+export interface PostgresStoreOptions {
+  /** libpq-style URL, e.g. `postgres://digestd@db.internal:5432/digestd`. */
+  connectionString: string;
+  /**
+   * Table holding the messages, optionally schema-qualified (`schema.table`). Created on first use.
+   * @default "digestd_messages"
+   */
+  table?: string;
+  /** Most connections the pool opens. @default 10 */
+  poolSize?: number;
+  /** Time any operation (connect, query) may take before it fails with StoreUnavailable. @default 2000 */
+  timeoutMs?: number;
+  /**
+   * Most concurrent puts combined into one multi-row INSERT (one round trip, one commit, one WAL
+   * flush). 1 sends one INSERT per put. @default 256
+   */
+  batchMaxRows?: number;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const PAGE_ROWS = 1000;
+
+interface PendingPut {
+  digest: Digest;
+  message: Buffer;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Messages in one PostgreSQL table: `digest bytea PRIMARY KEY` (32 bytes), `message bytea` (the
+ * UTF-8 bytes: text columns cannot hold U+0000). Puts are `INSERT … ON CONFLICT DO NOTHING` in
+ * autocommit, so a put resolves only after its transaction committed (with the server's
+ * synchronous_commit, on by default, that means flushed to the WAL). Puts issued in the same turn
+ * of the event loop share one multi-row INSERT.
+ */
+export class PostgresStore implements MessageStore {
+  readonly kind = 'postgres';
+  readonly #pool: pg.Pool;
+  readonly #table: string;
+  readonly #tableName: string;
+  readonly #timeoutMs: number;
+  readonly #batchMaxRows: number;
+  #schema: Promise<void> | undefined;
+  #pending: PendingPut[] = [];
+  #flushScheduled = false;
+  #closed = false;
+
+  constructor(options: PostgresStoreOptions) {
+    const table = options.table ?? 'digestd_messages';
+    const parts = table.split('.');
+    if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+      throw new InvalidConfig([`--store: "${table}" is not a valid table name (letters, digits, _).`]);
+    }
+    this.#tableName = table;
+    this.#table = parts.map((part) => pg.escapeIdentifier(part)).join('.');
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#batchMaxRows = Math.max(1, options.batchMaxRows ?? 256);
+    this.#pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: this.#timeoutMs,
+      query_timeout: this.#timeoutMs,
+      statement_timeout: this.#timeoutMs,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: 'digestd',
+    });
+    // An idle connection that breaks (server restart, network) is reported here; without a
+    // listener it would crash the process. The pool drops it and connects anew on next use.
+    this.#pool.on('error', () => {});
+  }
+
+  /** Runs the idempotent migration: creates the table if it does not exist. */
+  ready(): Promise<void> {
+    return withDeadline(this.#ensureSchema(), this.#timeoutMs, this.kind);
+  }
+
+  #ensureSchema(): Promise<void> {
+    this.#schema ??= this.#migrate().catch((error: unknown) => {
+      this.#schema = undefined; // try again on the next operation
+      throw error;
+    });
+    return this.#schema;
+  }
+
+  async #migrate(): Promise<void> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Nodes starting together would otherwise race on CREATE TABLE IF NOT EXISTS.
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`digestd:${this.#tableName}`]);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${this.#table} (
+           digest bytea PRIMARY KEY CHECK (octet_length(digest) = 32),
+           message bytea NOT NULL
+         )`,
+      );
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async #query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    if (this.#closed) throw asStoreUnavailable(new Error('the store is closed'), this.kind);
+    await this.#ensureSchema();
+    return this.#pool.query<R>(text, values);
+  }
+
+  put(digest: Digest, message: string): Promise<void> {
+    const done = new Promise<void>((resolve, reject) => {
+      this.#pending.push({ digest, message: Buffer.from(message, 'utf8'), resolve, reject });
+    });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+    return withDeadline(done, this.#timeoutMs, this.kind);
+  }
+
+  /** Sends the puts gathered during this turn of the event loop, `batchMaxRows` per statement. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const pending = this.#pending;
+    this.#pending = [];
+    for (let start = 0; start < pending.length; start += this.#batchMaxRows) {
+      const chunk = pending.slice(start, start + this.#batchMaxRows);
+      this.#insert(chunk).then(
+        () => chunk.forEach((put) => put.resolve()),
+        (error: unknown) => chunk.forEach((put) => put.reject(error)),
+      );
+    }
+  }
+
+  #insert(puts: readonly PendingPut[]): Promise<unknown> {
+    // One row per digest: the same message posted twice at once needs one row, not two.
+    const unique = new Map<string, PendingPut>();
+    for (const put of puts) unique.set(put.digest.toString('latin1'), put);
+    const values: Buffer[] = [];
+    const rows: string[] = [];
+    for (const put of unique.values()) {
+      rows.push(`($${values.length + 1}, $${values.length + 2})`);
+      values.push(put.digest, put.message);
+    }
+    return this.#query(
+      `INSERT INTO ${this.#table} (digest, message) VALUES ${rows.join(', ')} ON CONFLICT (digest) DO NOTHING`,
+      values,
+    );
+  }
+
+  async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
+    await Promise.all(entries.map(([digest, message]) => this.put(digest, message)));
+  }
+
+  async get(digest: Digest): Promise<string | undefined> {
+    const result = await withDeadline(
+      this.#query<{ message: Buffer }>(`SELECT message FROM ${this.#table} WHERE digest = $1`, [digest]),
+      this.#timeoutMs,
+      this.kind,
+    );
+    return result.rows[0]?.message.toString('utf8');
+  }
+
+  async has(digest: Digest): Promise<boolean> {
+    const result = await withDeadline(
+      this.#query(`SELECT 1 FROM ${this.#table} WHERE digest = $1`, [digest]),
+      this.#timeoutMs,
+      this.kind,
+    );
+    return result.rowCount === 1;
+  }
+
+  async ping(): Promise<void> {
+    await withDeadline(this.#query('SELECT 1', []), this.#timeoutMs, this.kind);
+  }
+
+  /** Walks the table in digest order, one page at a time (keyset pagination, no long transaction). */
+  async *entries(): AsyncIterable<readonly [Digest, string]> {
+    let after: Buffer = Buffer.alloc(0);
+    for (;;) {
+      const page = await withDeadline(
+        this.#query<{ digest: Buffer; message: Buffer }>(
+          `SELECT digest, message FROM ${this.#table} WHERE digest > $1 ORDER BY digest LIMIT ${PAGE_ROWS}`,
+          [after],
+        ),
+        this.#timeoutMs * 5,
+        this.kind,
+      );
+      for (const row of page.rows) yield [row.digest, row.message.toString('utf8')] as const;
+      const last = page.rows.at(-1);
+      if (last === undefined || page.rows.length < PAGE_ROWS) return;
+      after = last.digest;
+    }
+  }
+
+  async count(): Promise<number> {
+    const result = await withDeadline(
+      this.#query<{ count: string }>(`SELECT count(*) AS count FROM ${this.#table}`, []),
+      this.#timeoutMs * 5,
+      this.kind,
+    );
+    return Number(result.rows[0]?.count ?? 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.end();
+  }
+}
+
+/** Creates a PostgreSQL store; nothing connects until the first operation (or `ready()`). */
+export function createPostgresStore(options: PostgresStoreOptions): PostgresStore {
+  return new PostgresStore(options);
+}

@@ -1,0 +1,220 @@
+import { Cluster, Redis, type ChainableCommander } from 'ioredis';
+import type { Digest } from '../digest.js';
+import { InvalidConfig, StoreUnavailable } from '../errors.js';
+import { DEFAULT_STORE_TIMEOUT_MS, withDeadline } from './deadline.js';
+import type { MessageStore } from './types.js';
+
+/** A Redis Cluster seed node. */
+export interface RedisNodeAddress {
+  host: string;
+  port: number;
+}
+
+/** Options of the Redis store (one server) and the Redis Cluster store. */
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host:port[/db]` of one Redis server. Give this or `clusterNodes`. */
+  url?: string;
+  /** Seed nodes of a Redis Cluster; the client discovers the rest. Give this or `url`. */
+  clusterNodes?: readonly RedisNodeAddress[];
+  /** Prefix of every key (letters, digits, `:`, `_`, `-`), followed by the 32 digest bytes. @default "m:" */
+  keyPrefix?: string;
+  /**
+   * Replicas that must confirm each write (Redis `WAIT`) before a put resolves.
+   * @default 1 when the server or cluster has replicas when the store becomes ready, else 0
+   */
+  waitReplicas?: number;
+  /** Time any operation may take before it fails with StoreUnavailable. @default 2000 */
+  timeoutMs?: number;
+}
+
+const KEY_PREFIX = /^[A-Za-z0-9:_-]{0,32}$/;
+const SCAN_COUNT = 1000;
+
+/**
+ * Messages as Redis strings under `<prefix><32 digest bytes>`, on one server or a Redis Cluster
+ * (ioredis routes each key to its slot's master). A put is `SET key message NX` followed, when
+ * replicas are awaited, by `WAIT n timeout` on the same connection in one pipeline: it resolves
+ * only after the master applied the write and `n` replicas confirmed it. Concurrent commands share
+ * round trips through ioredis auto-pipelining.
+ */
+export class RedisStore implements MessageStore {
+  readonly kind: 'redis' | 'redis-cluster';
+  readonly #client: Redis | Cluster;
+  readonly #prefix: Buffer;
+  readonly #timeoutMs: number;
+  #waitReplicas: number | undefined;
+
+  constructor(options: RedisStoreOptions) {
+    const prefix = options.keyPrefix ?? 'm:';
+    if (!KEY_PREFIX.test(prefix)) {
+      throw new InvalidConfig([
+        `--store: key prefix "${prefix}" may hold only letters, digits, ":", "_", "-".`,
+      ]);
+    }
+    if ((options.url === undefined) === (options.clusterNodes === undefined)) {
+      throw new InvalidConfig(['--store: give either one Redis URL or the seed nodes of a cluster.']);
+    }
+    this.#prefix = Buffer.from(prefix, 'latin1');
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#waitReplicas = options.waitReplicas;
+    const connection = {
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      connectTimeout: this.#timeoutMs,
+      // Longer than WAIT's own timeout below, so WAIT answers rather than being cut off.
+      commandTimeout: this.#timeoutMs + 500,
+      // Reconnect for ever, at most a second apart: the node recovers by itself.
+      retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
+      maxRetriesPerRequest: 1,
+    };
+    if (options.url !== undefined) {
+      this.kind = 'redis';
+      this.#client = new Redis(options.url, connection);
+    } else {
+      this.kind = 'redis-cluster';
+      const { retryStrategy, ...redisOptions } = connection;
+      this.#client = new Cluster([...(options.clusterNodes ?? [])], {
+        lazyConnect: true,
+        enableAutoPipelining: true,
+        clusterRetryStrategy: retryStrategy,
+        slotsRefreshTimeout: this.#timeoutMs,
+        retryDelayOnFailover: 200,
+        retryDelayOnClusterDown: 200,
+        redisOptions,
+      });
+    }
+    // Connection errors are reported here; without a listener they would crash the process.
+    // Operations fail with StoreUnavailable meanwhile, and the client reconnects on its own.
+    this.#client.on('error', () => {});
+  }
+
+  /** Connects, and settles how many replicas each write waits for. */
+  async ready(): Promise<void> {
+    await withDeadline(this.#connect(), this.#timeoutMs * 2, this.kind);
+    this.#waitReplicas ??= await withDeadline(this.#replicasPresent(), this.#timeoutMs, this.kind);
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#client.status === 'wait') await this.#client.connect();
+    else if (this.#client.status !== 'ready') {
+      await new Promise<void>((resolve) => this.#client.once('ready', () => resolve()));
+    }
+  }
+
+  async #replicasPresent(): Promise<number> {
+    if (this.#client instanceof Cluster) return this.#client.nodes('slave').length > 0 ? 1 : 0;
+    const info = await this.#client.info('replication');
+    const replicas = Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0);
+    return replicas > 0 ? 1 : 0;
+  }
+
+  /** Replicas each write waits for (settled by ready()). */
+  get waitReplicas(): number | undefined {
+    return this.#waitReplicas;
+  }
+
+  #key(digest: Digest): Buffer {
+    return Buffer.concat([this.#prefix, digest]);
+  }
+
+  async put(digest: Digest, message: string): Promise<void> {
+    if (this.#waitReplicas === undefined) await this.ready();
+    const replicas = this.#waitReplicas ?? 0;
+    const pipeline: ChainableCommander = this.#client.pipeline().set(this.#key(digest), message, 'NX');
+    if (replicas > 0) pipeline.wait(replicas, Math.max(1, Math.floor(this.#timeoutMs / 2)));
+    const results = await withDeadline(pipeline.exec(), this.#timeoutMs, this.kind);
+    if (results === null) throw new StoreUnavailable(`The ${this.kind} store dropped the write; try again.`);
+    for (const [error] of results) if (error) throw withCause(this.kind, error);
+    if (replicas > 0) {
+      const confirmed = Number(results[1]?.[1] ?? 0);
+      if (confirmed < replicas) {
+        throw new StoreUnavailable(
+          `The ${this.kind} store confirmed the write on ${confirmed} of ${replicas} replicas; try again shortly.`,
+        );
+      }
+    }
+  }
+
+  async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
+    await Promise.all(entries.map(([digest, message]) => this.put(digest, message)));
+  }
+
+  async get(digest: Digest): Promise<string | undefined> {
+    const value = await withDeadline(this.#client.get(this.#key(digest)), this.#timeoutMs, this.kind);
+    return value ?? undefined;
+  }
+
+  async has(digest: Digest): Promise<boolean> {
+    return (await withDeadline(this.#client.exists(this.#key(digest)), this.#timeoutMs, this.kind)) === 1;
+  }
+
+  /** Every master answers PING (and, for a cluster, the client sees the cluster as ready). */
+  async ping(): Promise<void> {
+    const check = async () => {
+      if (this.#client.status !== 'ready') {
+        throw new StoreUnavailable(`The ${this.kind} store is not connected (${this.#client.status}).`);
+      }
+      await Promise.all(this.#masters().map((node) => node.ping()));
+    };
+    await withDeadline(check(), this.#timeoutMs, this.kind);
+  }
+
+  #masters(): Redis[] {
+    return this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client];
+  }
+
+  /** SCANs every master for the prefix and reads each page of keys in one pipeline. */
+  async *entries(): AsyncIterable<readonly [Digest, string]> {
+    await this.ready();
+    const pattern = `${this.#prefix.toString('latin1')}*`;
+    for (const node of this.#masters()) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await withDeadline(
+          node.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT),
+          this.#timeoutMs * 5,
+          this.kind,
+        );
+        cursor = next.toString();
+        const wanted = keys.filter((key) => key.length === this.#prefix.length + 32);
+        if (wanted.length === 0) continue;
+        const pipeline = node.pipeline();
+        for (const key of wanted) pipeline.get(key);
+        const values = (await withDeadline(pipeline.exec(), this.#timeoutMs * 5, this.kind)) ?? [];
+        for (const [index, key] of wanted.entries()) {
+          const [error, value] = values[index] ?? [];
+          if (error) throw withCause(this.kind, error);
+          if (typeof value === 'string') yield [key.subarray(this.#prefix.length), value] as const;
+        }
+      } while (cursor !== '0');
+    }
+  }
+
+  /** Keys in the database of every master: exact when digestd has the database to itself. */
+  async count(): Promise<number> {
+    await this.ready();
+    const sizes = await withDeadline(
+      Promise.all(this.#masters().map((node) => node.dbsize())),
+      this.#timeoutMs,
+      this.kind,
+    );
+    return sizes.reduce((sum, size) => sum + size, 0);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await withDeadline(this.#client.quit(), this.#timeoutMs, this.kind);
+    } catch {
+      this.#client.disconnect();
+    }
+  }
+}
+
+function withCause(kind: string, error: Error): StoreUnavailable {
+  return new StoreUnavailable(`The ${kind} store is unavailable; try again shortly.`, { cause: error });
+}
+
+/** Creates a Redis (one server) or Redis Cluster store; it connects on `ready()` or first use. */
+export function createRedisStore(options: RedisStoreOptions): RedisStore {
+  return new RedisStore(options);
+}
