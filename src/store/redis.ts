@@ -1,4 +1,5 @@
-import { Cluster, Redis, type ChainableCommander } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
+import { Cluster, Redis } from 'ioredis';
 import type { Digest } from '../digest.js';
 import { InvalidConfig, StoreUnavailable } from '../errors.js';
 import { DEFAULT_STORE_TIMEOUT_MS, withDeadline } from './deadline.js';
@@ -29,13 +30,24 @@ export interface RedisStoreOptions {
 
 const KEY_PREFIX = /^[A-Za-z0-9:_-]{0,32}$/;
 const SCAN_COUNT = 1000;
+/** Most writes sent to one master in one pipeline. */
+const PIPELINE_MAX = 500;
+
+interface PendingWrite {
+  key: Buffer;
+  message: string;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
 
 /**
  * Messages as Redis strings under `<prefix><32 digest bytes>`, on one server or a Redis Cluster
- * (ioredis routes each key to its slot's master). A put is `SET key message NX` followed, when
- * replicas are awaited, by `WAIT n timeout` on the same connection in one pipeline: it resolves
- * only after the master applied the write and `n` replicas confirmed it. Concurrent commands share
- * round trips through ioredis auto-pipelining.
+ * (ioredis routes each key to its slot's master). A put is `SET key message NX`; when replicas are
+ * awaited, `WAIT n timeout` follows on the same connection, so the put resolves only after the
+ * master applied it and `n` replicas confirmed everything written on that connection so far. Puts
+ * made in the same turn of the event loop are grouped per master into one pipeline ending in one
+ * WAIT (WAIT blocks its connection, so one per write would serialize them). Reads share round
+ * trips through ioredis auto-pipelining (one server) or plain socket pipelining (cluster).
  */
 export class RedisStore implements MessageStore {
   readonly kind: 'redis' | 'redis-cluster';
@@ -43,6 +55,9 @@ export class RedisStore implements MessageStore {
   readonly #prefix: Buffer;
   readonly #timeoutMs: number;
   #waitReplicas: number | undefined;
+  #connecting: Promise<void> | undefined;
+  #pending: PendingWrite[] = [];
+  #flushScheduled = false;
 
   constructor(options: RedisStoreOptions) {
     const prefix = options.keyPrefix ?? 'm:';
@@ -75,7 +90,11 @@ export class RedisStore implements MessageStore {
       const { retryStrategy, ...redisOptions } = connection;
       this.#client = new Cluster([...(options.clusterNodes ?? [])], {
         lazyConnect: true,
-        enableAutoPipelining: true,
+        // ioredis 5 computes the auto-pipeline slot of a Buffer key from its UTF-8 decoding, which
+        // mixes slots for binary keys ("All keys in the pipeline should belong to the same slots
+        // allocation group"). Commands are still pipelined on each socket; writes are grouped
+        // per master by this store itself.
+        enableAutoPipelining: false,
         clusterRetryStrategy: retryStrategy,
         slotsRefreshTimeout: this.#timeoutMs,
         retryDelayOnFailover: 200,
@@ -94,11 +113,16 @@ export class RedisStore implements MessageStore {
     this.#waitReplicas ??= await withDeadline(this.#replicasPresent(), this.#timeoutMs, this.kind);
   }
 
-  async #connect(): Promise<void> {
-    if (this.#client.status === 'wait') await this.#client.connect();
-    else if (this.#client.status !== 'ready') {
-      await new Promise<void>((resolve) => this.#client.once('ready', () => resolve()));
-    }
+  #connect(): Promise<void> {
+    if (this.#client.status === 'ready') return Promise.resolve();
+    this.#connecting ??= (
+      this.#client.status === 'wait'
+        ? this.#client.connect()
+        : new Promise<void>((resolve) => this.#client.once('ready', () => resolve()))
+    ).finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
   }
 
   async #replicasPresent(): Promise<number> {
@@ -119,19 +143,64 @@ export class RedisStore implements MessageStore {
 
   async put(digest: Digest, message: string): Promise<void> {
     if (this.#waitReplicas === undefined) await this.ready();
-    const replicas = this.#waitReplicas ?? 0;
-    const pipeline: ChainableCommander = this.#client.pipeline().set(this.#key(digest), message, 'NX');
-    if (replicas > 0) pipeline.wait(replicas, Math.max(1, Math.floor(this.#timeoutMs / 2)));
-    const results = await withDeadline(pipeline.exec(), this.#timeoutMs, this.kind);
-    if (results === null) throw new StoreUnavailable(`The ${this.kind} store dropped the write; try again.`);
-    for (const [error] of results) if (error) throw withCause(this.kind, error);
-    if (replicas > 0) {
-      const confirmed = Number(results[1]?.[1] ?? 0);
-      if (confirmed < replicas) {
-        throw new StoreUnavailable(
-          `The ${this.kind} store confirmed the write on ${confirmed} of ${replicas} replicas; try again shortly.`,
-        );
+    const written = new Promise<void>((resolve, reject) => {
+      this.#pending.push({ key: this.#key(digest), message, resolve, reject });
+    });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+    await withDeadline(written, this.#timeoutMs, this.kind);
+  }
+
+  /** Sends the writes gathered during this turn of the event loop, one pipeline per master. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const groups = new Map<string, PendingWrite[]>();
+    for (const write of this.#pending) {
+      const node = this.#masterOf(write.key);
+      const group = groups.get(node);
+      if (group === undefined) groups.set(node, [write]);
+      else group.push(write);
+    }
+    this.#pending = [];
+    for (const group of groups.values()) {
+      for (let start = 0; start < group.length; start += PIPELINE_MAX) {
+        const chunk = group.slice(start, start + PIPELINE_MAX);
+        this.#write(chunk).catch((error: unknown) => chunk.forEach((write) => write.reject(error)));
       }
+    }
+  }
+
+  /** The master that serves this key's slot, as far as the client knows (for grouping only). */
+  #masterOf(key: Buffer): string {
+    if (!(this.#client instanceof Cluster)) return '';
+    const slot = calculateSlot(key);
+    return this.#client.slots[slot]?.[0] ?? `slot:${slot}`;
+  }
+
+  async #write(writes: readonly PendingWrite[]): Promise<void> {
+    const replicas = this.#waitReplicas ?? 0;
+    const pipeline = this.#client.pipeline();
+    for (const { key, message } of writes) pipeline.set(key, message, 'NX');
+    if (replicas > 0) pipeline.wait(replicas, Math.max(1, Math.floor(this.#timeoutMs / 2)));
+    const results = await pipeline.exec();
+    if (results === null) throw new StoreUnavailable(`The ${this.kind} store dropped the write; try again.`);
+    let confirmed = replicas;
+    if (replicas > 0) {
+      const [error, count] = results[writes.length] ?? [];
+      confirmed = error ? 0 : Number(count ?? 0);
+    }
+    for (const [index, write] of writes.entries()) {
+      const [error] = results[index] ?? [new Error('no reply')];
+      if (error) write.reject(withCause(this.kind, error));
+      else if (confirmed < replicas) {
+        write.reject(
+          new StoreUnavailable(
+            `The ${this.kind} store confirmed the write on ${confirmed} of ${replicas} replicas; try again shortly.`,
+          ),
+        );
+      } else write.resolve();
     }
   }
 
