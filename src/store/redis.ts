@@ -36,6 +36,8 @@ const PIPELINE_MAX = 500;
 interface PendingWrite {
   key: Buffer;
   message: string;
+  /** Times this write was sent again after a redirection (MOVED/ASK) during a resharding or failover. */
+  redirected: number;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -144,13 +146,17 @@ export class RedisStore implements MessageStore {
   async put(digest: Digest, message: string): Promise<void> {
     if (this.#waitReplicas === undefined) await this.ready();
     const written = new Promise<void>((resolve, reject) => {
-      this.#pending.push({ key: this.#key(digest), message, resolve, reject });
+      this.#enqueue({ key: this.#key(digest), message, redirected: 0, resolve, reject });
     });
+    await withDeadline(written, this.#timeoutMs, this.kind);
+  }
+
+  #enqueue(write: PendingWrite): void {
+    this.#pending.push(write);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.#flush());
     }
-    await withDeadline(written, this.#timeoutMs, this.kind);
   }
 
   /** Sends the writes gathered during this turn of the event loop, one pipeline per master. */
@@ -191,9 +197,17 @@ export class RedisStore implements MessageStore {
       const [error, count] = results[writes.length] ?? [];
       confirmed = error ? 0 : Number(count ?? 0);
     }
+    let refreshed = false;
     for (const [index, write] of writes.entries()) {
       const [error] = results[index] ?? [new Error('no reply')];
-      if (error) write.reject(withCause(this.kind, error));
+      if (error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message) && write.redirected < 3) {
+        // The slot moved (failover, resharding): learn the new map, then send it again; SET NX
+        // makes the repeat harmless. ioredis does not retry writes inside a pipeline itself.
+        if (!refreshed && this.#client instanceof Cluster) this.#client.refreshSlotsCache();
+        refreshed = true;
+        write.redirected += 1;
+        setTimeout(() => this.#enqueue(write), 100 * write.redirected);
+      } else if (error) write.reject(withCause(this.kind, error));
       else if (confirmed < replicas) {
         write.reject(
           new StoreUnavailable(

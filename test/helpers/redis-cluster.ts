@@ -44,8 +44,10 @@ export async function startRedisCluster(masters = 3, replicasPerMaster = 1): Pro
             'yes',
             '--cluster-config-file',
             'nodes.conf',
+            // Short enough for a quick failover in tests, long enough that a busy shared machine
+            // does not fail nodes over by itself.
             '--cluster-node-timeout',
-            '1000',
+            '3000',
             '--cluster-port',
             String(busPort),
             // Keep serving the slots that are still covered while one shard fails over.
