@@ -51,6 +51,7 @@ export class PostgresStore implements MessageStore {
   #schema: Promise<void> | undefined;
   #pending: PendingPut[] = [];
   #flushScheduled = false;
+  readonly #inFlight = new Set<Promise<unknown>>();
   #closed = false;
 
   constructor(options: PostgresStoreOptions) {
@@ -136,10 +137,12 @@ export class PostgresStore implements MessageStore {
     this.#pending = [];
     for (let start = 0; start < pending.length; start += this.#batchMaxRows) {
       const chunk = pending.slice(start, start + this.#batchMaxRows);
-      this.#insert(chunk).then(
+      const insert = this.#insert(chunk).then(
         () => chunk.forEach((put) => put.resolve()),
         (error: unknown) => chunk.forEach((put) => put.reject(error)),
       );
+      this.#inFlight.add(insert);
+      void insert.finally(() => this.#inFlight.delete(insert));
     }
   }
 
@@ -213,8 +216,11 @@ export class PostgresStore implements MessageStore {
     return Number(result.rows[0]?.count ?? 0);
   }
 
+  /** Sends the puts not yet sent, waits for those in flight, then closes the pool. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    if (this.#flushScheduled) this.#flush();
+    await Promise.allSettled([...this.#inFlight]);
     this.#closed = true;
     await this.#pool.end();
   }

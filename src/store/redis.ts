@@ -284,7 +284,9 @@ export class RedisStore implements MessageStore {
     return sizes.reduce((sum, size) => sum + size, 0);
   }
 
+  /** Sends the writes not yet sent, then QUIT (which Redis answers after everything before it). */
   async close(): Promise<void> {
+    if (this.#flushScheduled) this.#flush();
     try {
       await withDeadline(this.#client.quit(), this.#timeoutMs, this.kind);
     } catch {
