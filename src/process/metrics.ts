@@ -115,9 +115,9 @@ function scrapeThroughPrimary(timeoutMs: number): Promise<string> {
 /** What servePrimaryMetrics gives the supervisor. */
 export interface PrimaryMetrics {
   /** The aggregated Prometheus text of all listening workers plus the supervisor's metrics. */
-  collect(): Promise<string>;
+  collect: () => Promise<string>;
   /** Stops answering workers (removes the cluster listeners). */
-  close(): void;
+  close: () => void;
 }
 
 /** Options of servePrimaryMetrics. */
