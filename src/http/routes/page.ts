@@ -75,7 +75,8 @@ input#digest, code, pre { font-family: ui-monospace, monospace; }
 button { margin-top: 0.75rem; padding: 0.4rem 1.2rem; font: inherit; cursor: pointer; }
 pre { white-space: pre-wrap; word-break: break-word; background: #f0f0f2; padding: 0.75rem; border-radius: 4px; }
 .error { color: #b00020; }
-a { word-break: break-all; }
+a, code { word-break: break-all; }
+h3 code { font-size: 0.85em; font-weight: normal; display: block; }
 `;
 
 const PAGE_JS = `'use strict';
