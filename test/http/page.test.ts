@@ -71,10 +71,8 @@ describe('the web page at /', () => {
     assert.equal((await postMessage(server, other)).status, 201);
     await page.fill('#digest', sha256(other).toUpperCase());
     await page.click('#open');
-    await page.waitForFunction(
-      (expected) => document.getElementById('message-view')?.textContent === expected,
-      other,
-    );
+    await page.locator('#message-view', { hasText: other }).waitFor();
+    assert.equal(await page.locator('#message-view').textContent(), other);
 
     await mkdir(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: `${ARTIFACTS}page-round-trip.png`, fullPage: true });
@@ -87,14 +85,10 @@ describe('the web page at /', () => {
     assert.equal((await postMessage(server, stored)).status, 201);
     const page = await context.newPage();
     await page.goto(`${server.url}/#${sha256(stored)}`);
-    await page.waitForFunction(
-      (expected) => document.getElementById('message-view')?.textContent === expected,
-      stored,
-    );
+    await page.locator('#message-view', { hasText: stored }).waitFor();
+    assert.equal(await page.locator('#message-view').textContent(), stored);
     await page.goto(`${server.url}/#${'0'.repeat(64)}`);
-    await page.waitForFunction(() =>
-      document.getElementById('open-result')?.textContent?.includes('Message not found (MESSAGE_NOT_FOUND)'),
-    );
+    await page.locator('#open-result', { hasText: 'Message not found (MESSAGE_NOT_FOUND)' }).waitFor();
     assert.equal(await page.locator('#view').isHidden(), true);
     await page.close();
   });
