@@ -28,6 +28,7 @@ import { ACCEPTED_BODY_TYPES, registerBodyParsers, JSON_MEDIA_TYPE } from './bod
 import {
   addSecurityHeaders,
   limitRate,
+  securityHeaders,
   requireWriteToken,
   shedLoad,
   type PressureLimits,
@@ -88,8 +89,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
       const notFound = request.url.startsWith('/messages/')
         ? new MessageNotFound()
         : new RouteNotFound(request.method, request.url);
+      // This path skips the onSend hooks, so the security headers are set here.
       void sendError(
-        reply,
+        reply.headers(securityHeaders({ tls: options.https !== undefined })),
         error.code === 'FST_ERR_BAD_URL' ? notFound : toDigestdError(error, options.maxMessageBytes),
       );
     },

@@ -8,11 +8,18 @@ import { InvalidConfig, Overloaded, TooManyRequests, Unauthorized } from '../err
 /** HSTS max-age: one year, without includeSubDomains (other hosts of the domain are not ours to decide). */
 const HSTS = 'max-age=31536000';
 
-/** Adds X-Content-Type-Options to every response, and Strict-Transport-Security under TLS. */
+/** The security headers of every response: X-Content-Type-Options, and HSTS under TLS. */
+export function securityHeaders(options: { tls: boolean }): Record<string, string> {
+  return options.tls
+    ? { 'x-content-type-options': 'nosniff', 'strict-transport-security': HSTS }
+    : { 'x-content-type-options': 'nosniff' };
+}
+
+/** Adds securityHeaders() to every response that passes through the onSend hooks. */
 export function addSecurityHeaders(app: FastifyInstance, options: { tls: boolean }): void {
+  const headers = securityHeaders(options);
   app.addHook('onSend', (_request, reply, payload, done) => {
-    void reply.header('x-content-type-options', 'nosniff');
-    if (options.tls) void reply.header('strict-transport-security', HSTS);
+    void reply.headers(headers);
     done(null, payload);
   });
 }

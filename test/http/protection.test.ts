@@ -22,6 +22,7 @@ describe('security headers', () => {
     for (const options of [
       { method: 'GET', url: '/healthz' },
       { method: 'GET', url: `/messages/${'0'.repeat(64)}` },
+      { method: 'GET', url: '/messages/%zz' },
       { method: 'POST', url: '/messages', headers: { 'content-type': 'text/html' }, payload: 'x' },
       { method: 'GET', url: '/' },
     ] as InjectOptions[]) {
