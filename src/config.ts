@@ -8,10 +8,9 @@ import { parseStoreUrl } from './store/open.js';
  * Nothing outside this file reads process.env.
  */
 
-type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'level' | 'store';
-
 /** The subcommands that take settings. */
 export type Command = 'serve' | 'migrate' | 'verify';
+type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'level' | 'store' | 'list' | 'rate';
 
 interface SettingSpec {
   kind: Kind;
@@ -154,16 +153,98 @@ export const SETTINGS = {
     help: 'Redis replicas that must confirm each write (WAIT) before 201 (default: 1 if the store has replicas, else 0).',
     commands: ['serve', 'migrate'],
   },
+  // HTTP: batches, metrics, protection (issue 5)
+  batchMax: {
+    kind: 'integer',
+    flag: 'batch-max',
+    env: 'DIGESTD_BATCH_MAX',
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    help: 'Most items in one POST /messages/batch or /messages/lookup (the body limit applies too).',
+  },
+  metricsPort: {
+    kind: 'integer',
+    flag: 'metrics-port',
+    env: 'DIGESTD_METRICS_PORT',
+    min: 0,
+    max: 65535,
+    help: 'Serve GET /metrics on this separate port (plain HTTP) instead of the public one.',
+  },
+  metricsHost: {
+    kind: 'string',
+    flag: 'metrics-host',
+    env: 'DIGESTD_METRICS_HOST',
+    default: '127.0.0.1',
+    help: 'Address of the --metrics-port listener.',
+  },
+  writeToken: {
+    kind: 'list',
+    flag: 'write-token',
+    env: 'DIGESTD_WRITE_TOKEN',
+    placeholder: 'TOKEN',
+    secret: true,
+    help: 'Require "Authorization: Bearer <token>" on writes; repeat the flag (or comma-separate in the env) for several tokens.',
+  },
+  writeTokenFile: {
+    kind: 'string',
+    flag: 'write-token-file',
+    env: 'DIGESTD_WRITE_TOKEN_FILE',
+    placeholder: 'FILE',
+    help: 'File of write tokens, one a line (blank lines and # comments skipped); adds to --write-token.',
+  },
+  rateLimit: {
+    kind: 'rate',
+    flag: 'rate-limit',
+    env: 'DIGESTD_RATE_LIMIT',
+    placeholder: 'N/s',
+    help: 'Requests allowed per client address, e.g. 100/s, 600/min, 10000/h; over it answers 429.',
+  },
+  maxEventLoopDelayMs: {
+    kind: 'integer',
+    flag: 'max-event-loop-delay-ms',
+    env: 'DIGESTD_MAX_EVENT_LOOP_DELAY_MS',
+    default: 1000,
+    min: 0,
+    max: 3_600_000,
+    help: 'Answer 503 while the mean event-loop delay is over this many ms (0 turns the check off).',
+  },
+  maxHeapUsedBytes: {
+    kind: 'bytes',
+    flag: 'max-heap-used',
+    env: 'DIGESTD_MAX_HEAP_USED',
+    default: 0,
+    min: 0,
+    help: 'Answer 503 while the V8 heap in use is over this size (0 turns the check off).',
+  },
+  maxRssBytes: {
+    kind: 'bytes',
+    flag: 'max-rss',
+    env: 'DIGESTD_MAX_RSS',
+    default: 0,
+    min: 0,
+    help: 'Answer 503 while the resident set size is over this size (0 turns the check off).',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 type Settings = typeof SETTINGS;
+/** A request rate such as 100/s: `max` requests per `windowMs` milliseconds. */
+export interface Rate {
+  max: number;
+  windowMs: number;
+}
+
 type ValueOf<S extends SettingSpec> = S['kind'] extends 'integer' | 'bytes'
   ? number
   : S['kind'] extends 'boolean'
     ? boolean
     : S['kind'] extends 'level'
       ? LogLevel
-      : string;
+      : S['kind'] extends 'list'
+        ? readonly string[]
+        : S['kind'] extends 'rate'
+          ? Rate
+          : string;
 
 /** The validated, frozen configuration passed down from the CLI. */
 export type Config = Readonly<
@@ -194,7 +275,38 @@ const BYTE_UNITS: Record<string, number> = {
   gib: 1024 * MiB,
 };
 
-function parseValue(spec: SettingSpec, raw: string | boolean): { value?: unknown; problem?: string } {
+const RATE_WINDOWS: Record<string, number> = {
+  s: 1000,
+  sec: 1000,
+  second: 1000,
+  m: 60_000,
+  min: 60_000,
+  minute: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000,
+};
+
+function parseValue(
+  spec: SettingSpec,
+  raw: string | boolean | readonly string[],
+): { value?: unknown; problem?: string } {
+  if (spec.kind === 'list') {
+    // From the environment: one comma-separated string; from flags: one string per flag.
+    const given: readonly string[] =
+      typeof raw === 'string' ? raw.split(',') : typeof raw === 'boolean' ? [] : raw;
+    const items = given.map((item) => item.trim()).filter((item) => item !== '');
+    return items.length === 0 ? { problem: 'must not be empty' } : { value: Object.freeze(items) };
+  }
+  if (typeof raw !== 'string' && typeof raw !== 'boolean') return { problem: 'given more than once' };
+  if (spec.kind === 'rate') {
+    const match = /^(\d+)\s*\/\s*([a-z]+)$/i.exec(String(raw).trim());
+    const windowMs = RATE_WINDOWS[match?.[2]?.toLowerCase() ?? ''];
+    const max = Number(match?.[1]);
+    if (!match || windowMs === undefined || !Number.isSafeInteger(max) || max < 1) {
+      return { problem: `expected a rate such as 100/s, 600/min or 10000/h, got "${String(raw)}"` };
+    }
+    return { value: Object.freeze({ max, windowMs }) };
+  }
   if (spec.kind === 'boolean') {
     if (typeof raw === 'boolean') return { value: raw };
     const lowered = raw.trim().toLowerCase();
@@ -246,10 +358,14 @@ function settingsOf(command: Command): [string, SettingSpec][] {
   );
 }
 
-function parseArgsOptions(command: Command): Record<string, { type: 'string' | 'boolean' }> {
-  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+function parseArgsOptions(
+  command: Command,
+): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
   for (const [, spec] of settingsOf(command)) {
-    if (spec.kind === 'boolean') {
+    if (spec.kind === 'list') {
+      options[spec.flag] = { type: 'string', multiple: true };
+    } else if (spec.kind === 'boolean') {
       options[spec.flag] = { type: 'boolean' };
       options[`no-${spec.flag}`] = { type: 'boolean' };
     } else {
@@ -270,7 +386,7 @@ export function loadConfig(
   command: Command = 'serve',
 ): Config {
   const problems: string[] = [];
-  let flags: Record<string, string | boolean | undefined>;
+  let flags: Record<string, string | boolean | (string | boolean)[] | undefined>;
   try {
     flags = parseArgs({
       args: [...argv],
@@ -289,7 +405,7 @@ export function loadConfig(
       config[name] = spec.default;
       continue;
     }
-    let raw: string | boolean | undefined;
+    let raw: string | boolean | readonly string[] | undefined;
     let source = '';
     const fromEnv = env[spec.env];
     if (fromEnv !== undefined && fromEnv !== '') {
@@ -298,7 +414,7 @@ export function loadConfig(
     }
     const fromFlag = flags[spec.flag];
     if (fromFlag !== undefined) {
-      raw = fromFlag;
+      raw = Array.isArray(fromFlag) ? fromFlag.map(String) : fromFlag;
       source = `--${spec.flag}`;
     }
     if (spec.kind === 'boolean' && flags[`no-${spec.flag}`] === true) {
@@ -324,6 +440,9 @@ export function loadConfig(
     if (config.from !== undefined && config.from === config.to) {
       problems.push('--from and --to: name two different stores');
     }
+  }
+  if (config.metricsPort !== undefined && config.metricsPort !== 0 && config.metricsPort === config.port) {
+    problems.push('--metrics-port: must differ from --port');
   }
   if (problems.length > 0) throw new InvalidConfig(problems);
   return Object.freeze(config) as Config;

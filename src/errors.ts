@@ -61,18 +61,73 @@ export class MethodNotAllowed extends DigestdError {
 }
 
 export class PayloadTooLarge extends DigestdError {
-  constructor(limitBytes: number) {
-    super(`The message is larger than the limit of ${limitBytes} bytes.`, 'PAYLOAD_TOO_LARGE', 413);
+  /** `subject` names what is too large, e.g. `messages[3]`; the message by default. */
+  constructor(limitBytes: number, subject = 'The message') {
+    super(`${subject} is larger than the limit of ${limitBytes} bytes.`, 'PAYLOAD_TOO_LARGE', 413);
   }
 }
 
 export class UnsupportedMediaType extends DigestdError {
-  constructor(accepted: readonly string[]) {
+  constructor(accepted: readonly string[], detail = 'Unsupported Content-Type') {
+    super(`${detail}; send the body as ${accepted.join(' or ')}.`, 'UNSUPPORTED_MEDIA_TYPE', 415);
+  }
+}
+
+export class InvalidDigest extends DigestdError {
+  constructor(message: string) {
+    super(message, 'INVALID_DIGEST', 400);
+  }
+}
+
+export class BatchTooLarge extends DigestdError {
+  constructor(count: number, limit: number) {
     super(
-      `Unsupported Content-Type; send the body as ${accepted.join(' or ')}.`,
-      'UNSUPPORTED_MEDIA_TYPE',
-      415,
+      `The batch holds ${count} items; at most ${limit} are accepted per request (--batch-max).`,
+      'BATCH_TOO_LARGE',
+      413,
     );
+  }
+}
+
+/** A write without a valid `Authorization: Bearer <token>` while write tokens are configured. */
+export class Unauthorized extends DigestdError {
+  /** Value of the `WWW-Authenticate` header (RFC 6750). */
+  readonly challenge: string;
+  constructor(tokenGiven: boolean) {
+    super(
+      tokenGiven
+        ? 'The bearer token is not valid for writing.'
+        : 'Writing requires an "Authorization: Bearer <token>" header.',
+      'UNAUTHORIZED',
+      401,
+    );
+    this.challenge = tokenGiven ? 'Bearer realm="digestd", error="invalid_token"' : 'Bearer realm="digestd"';
+  }
+}
+
+export class TooManyRequests extends DigestdError {
+  constructor(retryAfterSeconds: number) {
+    super(
+      `Too many requests from this client; try again in ${retryAfterSeconds} s.`,
+      'TOO_MANY_REQUESTS',
+      429,
+    );
+  }
+}
+
+/** The process is past its event-loop delay or memory limits; the client should retry later. */
+export class Overloaded extends DigestdError {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super('The server is overloaded; try again shortly.', 'OVERLOADED', 503);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** The metrics of the other workers could not be gathered in time. */
+export class MetricsUnavailable extends DigestdError {
+  constructor(options?: { cause?: unknown }) {
+    super('The metrics could not be collected; try again shortly.', 'METRICS_UNAVAILABLE', 503, options);
   }
 }
 
@@ -82,6 +137,13 @@ export class StoreUnavailable extends DigestdError {
     options?: { cause?: unknown },
   ) {
     super(message, 'STORE_UNAVAILABLE', 503, options);
+  }
+}
+
+/** A stored message no longer hashes to its digest: it is never served. */
+export class Corrupt extends DigestdError {
+  constructor() {
+    super('The stored message is corrupt and cannot be served.', 'CORRUPT', 500);
   }
 }
 

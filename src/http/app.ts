@@ -8,6 +8,7 @@ import {
   type FastifyServerFactory,
   type FastifyServerOptions,
 } from 'fastify';
+import accepts from '@fastify/accepts';
 import type { Logger } from '../log/logger.js';
 import {
   BadRequest,
@@ -15,14 +16,29 @@ import {
   InternalError,
   MessageNotFound,
   MethodNotAllowed,
+  Overloaded,
   PayloadTooLarge,
   RouteNotFound,
+  Unauthorized,
   UnsupportedMediaType,
 } from '../errors.js';
+import { collectProcessMetrics, instrumentStore, localMetricsText, metrics } from '../metrics.js';
 import type { MessageStore } from '../store/types.js';
-import { registerBodyParsers, JSON_MEDIA_TYPE } from './body.js';
+import { ACCEPTED_BODY_TYPES, registerBodyParsers, JSON_MEDIA_TYPE } from './body.js';
+import {
+  addSecurityHeaders,
+  limitRate,
+  securityHeaders,
+  requireWriteToken,
+  shedLoad,
+  type PressureLimits,
+  type RateLimitOptions,
+} from './protection.js';
+import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { messageRoutes } from './routes/messages.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { pageRoutes } from './routes/page.js';
 
 const FASTIFY_JSON_TYPE = `${JSON_MEDIA_TYPE}; charset=utf-8`;
 
@@ -34,7 +50,23 @@ export interface AppOptions {
   maxMessageBytes: number;
   /** TLS options passed to node:https; plain HTTP when absent. */
   https?: { cert: string; key: string } | undefined;
+  /** Most items in one POST /messages/batch or /messages/lookup. @default 1000 */
+  batchMax?: number;
+  /** Bearer tokens accepted on writes (POST /messages, /messages/batch); none leaves writes open. */
+  writeTokens?: readonly string[];
+  /** Per-client rate limit (with an optional ioredis client to share counts); none by default. */
+  rateLimit?: RateLimitOptions | undefined;
+  /** Event-loop delay and memory limits past which requests answer 503; all off by default. */
+  pressure?: PressureLimits;
+  /**
+   * GET /metrics on this listener: how to produce its text, or false when metrics are served on a
+   * separate listener (--metrics-port). @default this process's own metrics
+   */
+  metrics?: { collect: () => Promise<string> } | false;
 }
+
+/** Default of --batch-max. */
+export const DEFAULT_BATCH_MAX = 1000;
 
 /** Room for the JSON framing and escapes around a message of the maximum size. */
 export function bodyLimitFor(maxMessageBytes: number): number {
@@ -57,8 +89,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
       const notFound = request.url.startsWith('/messages/')
         ? new MessageNotFound()
         : new RouteNotFound(request.method, request.url);
+      // This path skips the onSend hooks, so the security headers are set here.
       void sendError(
-        reply,
+        reply.headers(securityHeaders({ tls: options.https !== undefined })),
         error.code === 'FST_ERR_BAD_URL' ? notFound : toDigestdError(error, options.maxMessageBytes),
       );
     },
@@ -71,8 +104,13 @@ export function buildApp(options: AppOptions): FastifyInstance {
     ((handler) => createHttpsServer({ cert: https.cert, key: https.key, minVersion: 'TLSv1.2' }, handler));
   const app = fastify({ ...serverOptions, ...(serverFactory && { serverFactory }) });
 
-  app.decorate('store', options.store);
+  // Bodies are checked by hand in the handlers, without coercion and with precise errors; the
+  // route schemas describe the API (OpenAPI, response serialization) but never validate or coerce.
+  app.setValidatorCompiler(() => () => true);
+  collectProcessMetrics();
+  app.decorate('store', instrumentStore(options.store));
   registerBodyParsers(app);
+  void app.register(accepts);
 
   // RFC 8259 defines no charset parameter for application/json (it is always UTF-8), and clients
   // of this API compare the media type exactly; Fastify appends "; charset=utf-8" by default.
@@ -97,8 +135,64 @@ export function buildApp(options: AppOptions): FastifyInstance {
     done();
   });
 
+  app.addHook('onResponse', (request, reply, done) => {
+    // Route patterns, not URLs, so the number of label values stays bounded.
+    const labels = {
+      method: request.method,
+      route: request.routeOptions.url ?? 'unmatched',
+      status: String(reply.statusCode),
+    };
+    metrics.httpRequests.inc(labels);
+    metrics.httpRequestDuration.observe(labels, reply.elapsedTime / 1000);
+    done();
+  });
+
+  addSecurityHeaders(app, { tls: https !== undefined });
+  handleErrors(app, options.maxMessageBytes);
+  const pressure = options.pressure;
+  if (pressure && (pressure.maxEventLoopDelayMs || pressure.maxHeapUsedBytes || pressure.maxRssBytes)) {
+    shedLoad(app, pressure);
+  }
+  if (options.rateLimit) limitRate(app, options.rateLimit);
+  requireWriteToken(app, options.writeTokens ?? []);
+  registerDocs(app);
+
+  void app.register(messageRoutes, {
+    maxMessageBytes: options.maxMessageBytes,
+    batchMax: options.batchMax ?? DEFAULT_BATCH_MAX,
+  });
+  void app.register(healthRoutes);
+  if (options.metrics !== false) {
+    void app.register(metricsRoutes, { collect: options.metrics?.collect ?? localMetricsText });
+  }
+  void app.register(pageRoutes);
+  return app;
+}
+
+/** Options of the separate metrics listener. */
+export interface MetricsAppOptions {
+  logger: Logger;
+  collect: () => Promise<string>;
+}
+
+/** A Fastify app serving only GET /metrics (for --metrics-port); it never listens. */
+export function buildMetricsApp(options: MetricsAppOptions): FastifyInstance {
+  const serverOptions: FastifyServerOptions = {
+    loggerInstance: options.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+  };
+  const app = fastify(serverOptions);
+  addSecurityHeaders(app, { tls: false });
+  handleErrors(app, 0);
+  void app.register(metricsRoutes, { collect: options.collect });
+  return app;
+}
+
+/** The one place errors become `{"err_msg", "code"}` responses. */
+function handleErrors(app: FastifyInstance, maxMessageBytes: number): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const mapped = toDigestdError(error, options.maxMessageBytes);
+    const mapped = toDigestdError(error, maxMessageBytes);
     if (mapped.statusCode >= 500) request.log.error({ err: error }, 'request failed');
     return sendError(reply, mapped);
   });
@@ -106,15 +200,17 @@ export function buildApp(options: AppOptions): FastifyInstance {
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new RouteNotFound(request.method, request.url)),
   );
-
-  void app.register(messageRoutes, { maxMessageBytes: options.maxMessageBytes });
-  void app.register(healthRoutes);
-  return app;
 }
 
 function sendError(reply: import('fastify').FastifyReply, error: DigestdError) {
   if (error instanceof MethodNotAllowed) void reply.header('allow', error.allow.join(', '));
-  if (error.statusCode === 503) void reply.header('retry-after', '1');
+  if (error instanceof Unauthorized) void reply.header('www-authenticate', error.challenge);
+  if (error instanceof Overloaded) void reply.header('retry-after', String(error.retryAfterSeconds));
+  else if (error.statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', '1');
+  // An error is about this moment (a missing message may be stored a second later): never cache it.
+  void reply.header('cache-control', 'no-store');
+  // A 304 or 200 path may have set validators before failing; they do not describe this error.
+  reply.removeHeader('etag');
   // A per-reply serializer also keeps Fastify from appending a charset on paths that skip hooks.
   return reply
     .code(error.statusCode)
@@ -132,7 +228,7 @@ export function toDigestdError(error: unknown, maxMessageBytes: number): Digestd
       return new PayloadTooLarge(maxMessageBytes);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_INVALID_TYPE':
-      return new UnsupportedMediaType([JSON_MEDIA_TYPE]);
+      return new UnsupportedMediaType(ACCEPTED_BODY_TYPES);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new BadRequest('The request body is empty; send {"message": "<string>"}.');
     default:

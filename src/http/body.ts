@@ -1,13 +1,32 @@
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
-import { InvalidJson, InvalidUtf8 } from '../errors.js';
+import { InvalidJson, InvalidUtf8, UnsupportedMediaType } from '../errors.js';
 
 export const JSON_MEDIA_TYPE = 'application/json';
+export const TEXT_MEDIA_TYPE = 'text/plain';
+/** The text type as sent and accepted: always UTF-8. */
+export const TEXT_UTF8_TYPE = 'text/plain; charset=utf-8';
+/** The body types POST /messages accepts, as named in 415 errors. */
+export const ACCEPTED_BODY_TYPES = [JSON_MEDIA_TYPE, TEXT_UTF8_TYPE] as const;
+
+/** A text/plain body: the message itself, already checked to be UTF-8. */
+export class RawMessage {
+  constructor(
+    readonly text: string,
+    /** Size of the body in bytes (the message's UTF-8 length). */
+    readonly byteLength: number,
+  ) {}
+}
+
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)"?/i;
 
 /**
- * Replaces Fastify's body parsers with one that reads JSON as raw bytes, so that invalid UTF-8
- * is refused (the default parser would silently turn it into U+FFFD and store something other
- * than what the client sent). Any other content type answers 415.
+ * Replaces Fastify's body parsers with ones that read raw bytes, so that invalid UTF-8 is refused
+ * (the default parsers would silently turn it into U+FFFD and store something other than what the
+ * client sent):
+ * - application/json: parsed as JSON;
+ * - text/plain: the body is the message (a charset other than UTF-8 answers 415).
+ * Any other content type answers 415.
  */
 export function registerBodyParsers(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
@@ -21,5 +40,18 @@ export function registerBodyParsers(app: FastifyInstance): void {
     } catch {
       done(new InvalidJson(), undefined);
     }
+  });
+  app.addContentTypeParser(TEXT_MEDIA_TYPE, { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    // No charset means UTF-8 here (US-ASCII, the old default, is a subset of it).
+    const charset = CHARSET.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      done(new UnsupportedMediaType(ACCEPTED_BODY_TYPES, `Unsupported charset "${charset}"`), undefined);
+      return;
+    }
+    if (!isUtf8(body)) {
+      done(new InvalidUtf8(), undefined);
+      return;
+    }
+    done(null, new RawMessage(body.toString('utf8'), body.length));
   });
 }

@@ -37,6 +37,8 @@ export class LmdbStore implements MessageStore {
       await mkdir(options.path, { recursive: true });
       const root = openLmdb<string, Digest>({
         path: options.path,
+        // Always a directory, even when its name has a dot (lmdb-js would otherwise take it for a file).
+        noSubdir: false,
         encoding: 'string',
         keyEncoding: 'binary',
         compression: false,

@@ -9,6 +9,8 @@ export function allowOnly(app: FastifyInstance, url: string, allowed: readonly H
   app.route({
     method: others,
     url,
+    // Not part of the API: left out of the OpenAPI document.
+    schema: { hide: true },
     handler: (request) => {
       throw new MethodNotAllowed(request.method, allowed);
     },

@@ -1,0 +1,238 @@
+import cluster, { type Worker } from 'node:cluster';
+import { randomUUID } from 'node:crypto';
+import { AggregatorRegistry } from 'prom-client';
+import { MetricsUnavailable } from '../errors.js';
+import { buildMetricsApp } from '../http/app.js';
+import type { Logger } from '../log/logger.js';
+import { localMetricsText, supervisorRegistry, workerRegistry } from '../metrics.js';
+
+/**
+ * Metrics across processes. In a node:cluster deployment every worker counts in its own registry;
+ * the primary asks each listening worker for its values over cluster IPC and adds them up with
+ * prom-client's AggregatorRegistry.aggregate(), together with its own supervisor metrics.
+ * A worker asked for /metrics on the public port forwards the question to the primary.
+ *
+ * Why not AggregatorRegistry.clusterMetrics(): it asks every connected worker, including one still
+ * starting that has no listener yet (the whole scrape then fails after 5 s), and a reply arriving
+ * after its timeout throws inside the primary's message handler, which would crash the supervisor.
+ * Here only listening workers are asked, and a worker that does not answer in time is left out
+ * (and logged) instead of failing the scrape.
+ *
+ * Wiring (supervisor):
+ *   primary: `const primaryMetrics = servePrimaryMetrics({ logger })` before forking;
+ *            with --metrics-port, `startMetricsListener({ ..., collect: primaryMetrics.collect })`.
+ *   workers: `answerMetricsCollection()` at start (runWorker does it), and the public /metrics
+ *            route uses `metricsText()`, which asks the primary when running as a cluster worker.
+ */
+
+/** Primary -> worker: send your registry as JSON. */
+const COLLECT = 'digestd:metrics:collect';
+/** Worker -> primary: the registry as JSON (or an error). */
+const COLLECTED = 'digestd:metrics:collected';
+/** Worker -> primary: send me the aggregated text (a scrape on the public port). */
+const SCRAPE = 'digestd:metrics:scrape';
+/** Primary -> worker: the aggregated text (or an error). */
+const SCRAPED = 'digestd:metrics:scraped';
+
+interface MetricsMessage {
+  type: string;
+  id: string;
+  metrics?: unknown;
+  text?: string;
+  error?: string;
+}
+
+function isMetricsMessage(message: unknown, type: string): message is MetricsMessage {
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === type &&
+    typeof (message as { id?: unknown }).id === 'string'
+  );
+}
+
+/** How long the primary waits for one worker's values, and a worker for the primary's answer. */
+export const METRICS_TIMEOUT_MS = 3000;
+
+/** Prometheus text content type of the registries. */
+export const METRICS_CONTENT_TYPE = workerRegistry.contentType;
+
+// ---------------------------------------------------------------------------------------------
+// Worker side
+
+let answering = false;
+
+/**
+ * In a cluster worker: answers the primary's requests for this process's metrics. Idempotent;
+ * does nothing outside a cluster worker. Call it before the worker listens.
+ */
+export function answerMetricsCollection(): void {
+  if (!cluster.isWorker || answering) return;
+  answering = true;
+  process.on('message', (message: unknown) => {
+    if (!isMetricsMessage(message, COLLECT)) return;
+    workerRegistry.getMetricsAsJSON().then(
+      (metrics) => process.send?.({ type: COLLECTED, id: message.id, metrics }),
+      (error: unknown) => process.send?.({ type: COLLECTED, id: message.id, error: String(error) }),
+    );
+  });
+}
+
+/**
+ * The text a /metrics request answers: in a cluster worker, the aggregate of all workers as the
+ * primary computes it; in a single process, this process's metrics.
+ * Rejects with MetricsUnavailable when the primary does not answer in time.
+ */
+export function metricsText(timeoutMs = METRICS_TIMEOUT_MS): Promise<string> {
+  return cluster.isWorker ? scrapeThroughPrimary(timeoutMs) : localMetricsText();
+}
+
+function scrapeThroughPrimary(timeoutMs: number): Promise<string> {
+  const id = randomUUID();
+  return new Promise<string>((resolve, reject) => {
+    const onMessage = (message: unknown) => {
+      if (!isMetricsMessage(message, SCRAPED) || message.id !== id) return;
+      finish();
+      if (typeof message.text === 'string') resolve(message.text);
+      else reject(new MetricsUnavailable({ cause: new Error(message.error ?? 'no metrics') }));
+    };
+    const timer = setTimeout(() => {
+      finish();
+      reject(new MetricsUnavailable({ cause: new Error(`the primary did not answer in ${timeoutMs} ms`) }));
+    }, timeoutMs);
+    const finish = () => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+    };
+    process.on('message', onMessage);
+    process.send?.({ type: SCRAPE, id });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primary side
+
+/** What servePrimaryMetrics gives the supervisor. */
+export interface PrimaryMetrics {
+  /** The aggregated Prometheus text of all listening workers plus the supervisor's metrics. */
+  collect: () => Promise<string>;
+  /** Stops answering workers (removes the cluster listeners). */
+  close: () => void;
+}
+
+/** Options of servePrimaryMetrics. */
+export interface PrimaryMetricsOptions {
+  logger: Logger;
+  /** How long to wait for each worker. @default METRICS_TIMEOUT_MS */
+  timeoutMs?: number;
+}
+
+/**
+ * In the cluster primary: aggregates the workers' metrics on request and answers the scrapes
+ * workers forward from the public port. Call it before forking, so that it sees every worker's
+ * `listening` event.
+ */
+export function servePrimaryMetrics(options: PrimaryMetricsOptions): PrimaryMetrics {
+  const timeoutMs = options.timeoutMs ?? METRICS_TIMEOUT_MS;
+  const listening = new Set<Worker>();
+  const pending = new Map<string, (message: MetricsMessage) => void>();
+
+  const onListening = (worker: Worker) => void listening.add(worker);
+  const onExit = (worker: Worker) => void listening.delete(worker);
+  const onMessage = (worker: Worker, message: unknown) => {
+    if (isMetricsMessage(message, COLLECTED)) {
+      pending.get(message.id)?.(message);
+    } else if (isMetricsMessage(message, SCRAPE)) {
+      collect().then(
+        (text) => sendIfConnected(worker, { type: SCRAPED, id: message.id, text }),
+        (error: unknown) => sendIfConnected(worker, { type: SCRAPED, id: message.id, error: String(error) }),
+      );
+    }
+  };
+  cluster.on('listening', onListening);
+  cluster.on('exit', onExit);
+  cluster.on('message', onMessage);
+
+  function collectFrom(worker: Worker): Promise<unknown> {
+    const id = randomUUID();
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error(`worker ${worker.process.pid} did not send its metrics within ${timeoutMs} ms`));
+      }, timeoutMs);
+      pending.set(id, (message) => {
+        clearTimeout(timer);
+        pending.delete(id);
+        if (message.error !== undefined) reject(new Error(message.error));
+        else resolve(message.metrics);
+      });
+      if (!sendIfConnected(worker, { type: COLLECT, id })) {
+        clearTimeout(timer);
+        pending.delete(id);
+        reject(new Error(`worker ${worker.process.pid} is disconnected`));
+      }
+    });
+  }
+
+  async function collect(): Promise<string> {
+    const results = await Promise.allSettled([...listening].map((worker) => collectFrom(worker)));
+    const perWorker: unknown[] = [];
+    for (const result of results) {
+      if (result.status === 'fulfilled') perWorker.push(result.value);
+      else options.logger.warn({ err: result.reason as unknown }, 'metrics of a worker left out');
+    }
+    const own = await supervisorRegistry.getMetricsAsJSON();
+    return AggregatorRegistry.aggregate([...perWorker, own] as object[]).metrics();
+  }
+
+  return {
+    collect,
+    close() {
+      cluster.off('listening', onListening);
+      cluster.off('exit', onExit);
+      cluster.off('message', onMessage);
+    },
+  };
+}
+
+function sendIfConnected(worker: Worker, message: MetricsMessage): boolean {
+  if (!worker.isConnected()) return false;
+  try {
+    worker.send(message);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The separate listener (--metrics-port)
+
+/** Options of startMetricsListener. */
+export interface MetricsListenerOptions {
+  host: string;
+  port: number;
+  logger: Logger;
+  /** Produces the Prometheus text. @default metricsText */
+  collect?: () => Promise<string>;
+}
+
+/**
+ * Serves GET /metrics over plain HTTP on its own address (meant for localhost or a private
+ * network; the public listener then has no /metrics). Resolves with the bound address.
+ */
+export async function startMetricsListener(
+  options: MetricsListenerOptions,
+): Promise<{ address: string; close(): Promise<void> }> {
+  const app = buildMetricsApp({ logger: options.logger, collect: options.collect ?? (() => metricsText()) });
+  await app.listen({
+    host: options.host,
+    port: options.port,
+    listenTextResolver: (address) => `metrics at ${address}`,
+  });
+  const bound = app.server.address();
+  if (bound === null || typeof bound === 'string')
+    throw new Error('the metrics server is not bound to a TCP port');
+  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+  return { address: `http://${host}:${bound.port}`, close: () => app.close() };
+}
