@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../digest.js';
+import { metrics } from '../metrics.js';
 import type { MessageStore } from './types.js';
 
 /** Options of the in-process message cache. */
@@ -55,7 +56,11 @@ export class CachedStore implements MessageStore {
   async get(digest: Digest): Promise<string | undefined> {
     const key = cacheKey(digest);
     const cached = this.#cache.get(key);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      metrics.cacheHits.inc();
+      return cached;
+    }
+    metrics.cacheMisses.inc();
     const message = await this.#store.get(digest);
     if (message !== undefined) this.#cache.set(key, message);
     return message;

@@ -4,6 +4,7 @@ import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { digestOf } from '../../src/digest.js';
 import { StoreUnavailable } from '../../src/errors.js';
+import { workerRegistry } from '../../src/metrics.js';
 import { CachedStore } from '../../src/store/cache.js';
 import { createPostgresStore } from '../../src/store/postgres.js';
 import { postgresAvailable, serviceSkip, TEST_POSTGRES_URL } from '../helpers/services.js';
@@ -40,9 +41,13 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
       const unseen = `not cached ${Math.random()}`;
       await cached.put(digestOf(seen), seen);
       proxy!.stall();
+      const hitsBefore = await counterValue('digestd_cache_hits_total');
+      const missesBefore = await counterValue('digestd_cache_misses_total');
       assert.equal(await cached.get(digestOf(seen)), seen);
+      assert.equal(await counterValue('digestd_cache_hits_total'), hitsBefore + 1);
       assert.equal(await cached.has(digestOf(seen)), true);
       await assert.rejects(cached.get(digestOf(unseen)), StoreUnavailable);
+      assert.equal(await counterValue('digestd_cache_misses_total'), missesBefore + 1);
     } finally {
       proxy!.resume();
       await cached.close();
@@ -83,3 +88,8 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
     }
   });
 });
+
+async function counterValue(name: string): Promise<number> {
+  const metric = await workerRegistry.getSingleMetric(name)?.get();
+  return metric?.values[0]?.value ?? 0;
+}
