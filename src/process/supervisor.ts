@@ -39,6 +39,8 @@ interface Slot {
   startFailures: number;
   lastFailure: string | undefined;
   restartTimer: NodeJS.Timeout | undefined;
+  /** The current worker has been told which port to listen on. */
+  startSent: boolean;
 }
 
 /** Handles a message type that the supervisor itself does not know (e.g. metrics). */
@@ -54,8 +56,13 @@ export class Supervisor {
   readonly #slots: Slot[];
   readonly #hooks = new Map<string, WorkerMessageHook[]>();
   #tls: { cert: string; key: string } | undefined;
-  /** The bound port, once known: replacements listen on it when the configured port is 0. */
-  #port: number;
+  /**
+   * The port workers are told to listen on. node:cluster shares one listening socket per
+   * (address, port) as asked, so while any worker is up every new one must ask for the same value;
+   * once none is, a replacement asks for the port bound before, so port 0 does not move.
+   */
+  #listenPort: number;
+  #boundPort: number | undefined;
   #address: string | undefined;
   #stopping = false;
   #started = false;
@@ -65,7 +72,7 @@ export class Supervisor {
   constructor(options: SupervisorOptions) {
     this.#options = options;
     this.#tls = options.tls && { cert: options.tls.cert, key: options.tls.key };
-    this.#port = options.config.port;
+    this.#listenPort = options.config.port;
     this.#slots = Array.from({ length: options.config.workers }, (_, index) => ({
       index,
       worker: undefined,
@@ -74,6 +81,7 @@ export class Supervisor {
       startFailures: 0,
       lastFailure: undefined,
       restartTimer: undefined,
+      startSent: false,
     }));
   }
 
@@ -140,6 +148,7 @@ export class Supervisor {
   #fork(slot: Slot): void {
     slot.restartTimer = undefined;
     slot.listeningSince = undefined;
+    slot.startSent = false;
     const { logger, sink, config } = this.#options;
     const worker = cluster.fork();
     slot.worker = worker;
@@ -152,9 +161,16 @@ export class Supervisor {
         case 'log':
           if (typeof message.lines === 'string') sink.write(message.lines);
           return;
-        case 'awaiting-start':
-          worker.send({ type: 'start', config, port: this.#port, tls: this.#tls } satisfies PrimaryMessage);
+        case 'awaiting-start': {
+          const othersStarted = this.#slots.some(
+            (other) => other !== slot && other.worker !== undefined && other.startSent,
+          );
+          if (!othersStarted && this.#boundPort !== undefined) this.#listenPort = this.#boundPort;
+          slot.startSent = true;
+          const start: PrimaryMessage = { type: 'start', config, port: this.#listenPort, tls: this.#tls };
+          worker.send(start);
           return;
+        }
         case 'start-failed':
           slot.lastFailure = String(message.reason);
           return;
@@ -175,7 +191,7 @@ export class Supervisor {
     slot.listeningSince = Date.now();
     slot.startFailures = 0;
     slot.lastFailure = undefined;
-    this.#port = address.port;
+    this.#boundPort = address.port;
     const host = address.addressType === 6 ? `[${address.address}]` : String(address.address);
     this.#address ??= `${this.#tls ? 'https' : 'http'}://${host}:${address.port}`;
     this.#options.logger.info(
