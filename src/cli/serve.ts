@@ -38,15 +38,22 @@ export async function serve(argv: readonly string[]): Promise<void> {
     );
   }
 
+  const closeLog = async () => {
+    await sink.close();
+    // The log itself may be what failed (disk full): say it where an operator will see it.
+    if (sink.droppedLines > 0) {
+      process.stderr.write(`digestd: ${sink.droppedLines} log lines were dropped (${sink.dropReason})\n`);
+    }
+  };
   const fail = (error: Error) => {
     logger.fatal({ err: error }, error.message);
     process.stderr.write(`digestd: ${error.message}\n`);
-    void supervisor.stop().finally(() => exitAfter(() => sink.close(), 1));
+    void supervisor.stop().finally(() => exitAfter(closeLog, 1));
   };
   const supervisor = new Supervisor({ config, logger, sink, tls, onCrashLoop: fail });
   onShutdownSignal(logger, {
     stop: () => supervisor.stop(),
-    flush: () => sink.close(),
+    flush: closeLog,
     abort: () => supervisor.kill(),
   });
   process.on('SIGHUP', () => {

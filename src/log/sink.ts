@@ -45,6 +45,10 @@ export class LogSink {
   /** Dropped since the last report. */
   #pendingDrops = 0;
   #dropReason = '';
+  /** Why lines were last dropped. */
+  get dropReason(): string {
+    return this.#dropReason;
+  }
   /** Dropped since start. */
   droppedLines = 0;
   /** Called once lines can be written again after some were dropped (to log how many). */
