@@ -101,7 +101,7 @@ export const SETTINGS = {
     default: availableParallelism(),
     min: 1,
     max: 256,
-    help: 'Worker processes sharing the port, supervised and restarted by the primary (default: one per CPU).',
+    help: 'Worker processes sharing the port, supervised and restarted by the primary; defaults to the number of CPUs.',
   },
   shutdownTimeout: {
     kind: 'integer',
