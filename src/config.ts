@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { InvalidConfig } from './errors.js';
 import { parseStoreUrl } from './store/open.js';
@@ -224,6 +225,51 @@ export const SETTINGS = {
     default: 0,
     min: 0,
     help: 'Answer 503 while the resident set size is over this size (0 turns the check off).',
+  },
+  // Supervision and logs
+  workers: {
+    kind: 'integer',
+    flag: 'workers',
+    env: 'DIGESTD_WORKERS',
+    default: availableParallelism(),
+    min: 1,
+    max: 256,
+    help: 'Worker processes sharing the port, supervised and restarted by the primary; defaults to the number of CPUs.',
+  },
+  shutdownTimeout: {
+    kind: 'integer',
+    flag: 'shutdown-timeout',
+    env: 'DIGESTD_SHUTDOWN_TIMEOUT',
+    default: 10,
+    min: 0,
+    max: 3600,
+    placeholder: 'SECONDS',
+    help: 'Seconds to finish in-flight requests after SIGTERM or SIGINT before closing connections.',
+  },
+  logFile: {
+    kind: 'string',
+    flag: 'log-file',
+    env: 'DIGESTD_LOG_FILE',
+    placeholder: 'PATH',
+    help: 'Write logs to this file, rotated by size, instead of stdout.',
+  },
+  logMaxSize: {
+    kind: 'bytes',
+    flag: 'log-max-size',
+    env: 'DIGESTD_LOG_MAX_SIZE',
+    default: 10 * MiB,
+    min: 1024,
+    max: 1024 * MiB,
+    help: 'Rotate --log-file when it reaches this size (suffixes K, M, G; KiB, MiB, GiB).',
+  },
+  logMaxFiles: {
+    kind: 'integer',
+    flag: 'log-max-files',
+    env: 'DIGESTD_LOG_MAX_FILES',
+    default: 5,
+    min: 2,
+    max: 1000,
+    help: 'Log files kept, the current one included (PATH, PATH.1, ...); the oldest is deleted.',
   },
 } as const satisfies Record<string, SettingSpec>;
 

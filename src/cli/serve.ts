@@ -1,15 +1,38 @@
-import { loadConfig, redactConfig } from '../config.js';
+import cluster from 'node:cluster';
+import { loadConfig, redactConfig, type Config } from '../config.js';
+import { httpSettingsFromConfig } from '../http/options.js';
 import { loadTlsMaterial } from '../http/tls.js';
 import { createLogger } from '../log/logger.js';
-import { runWorker } from '../process/worker.js';
+import { LogSink } from '../log/sink.js';
+import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
+import { servePrimaryMetrics, startMetricsListener, type MetricsListener } from '../process/metrics.js';
+import { Supervisor } from '../process/supervisor.js';
+import { runClusterWorker } from '../process/worker.js';
 
-/** `digestd serve [options]`: serves the API until SIGTERM or SIGINT. */
+/**
+ * `digestd serve [options]`: this process is the primary. It loads the configuration, makes the
+ * TLS certificate once, forks `--workers` workers that share the port and supervises them until
+ * SIGTERM or SIGINT. Forked workers run this same command and take their settings from the primary.
+ */
 export async function serve(argv: readonly string[]): Promise<void> {
+  if (cluster.isWorker) {
+    runClusterWorker();
+    return;
+  }
   const config = loadConfig(argv);
-  const logger = createLogger({ level: config.logLevel });
-  const tls = config.tls
-    ? await loadTlsMaterial({ certPath: config.tlsCert, keyPath: config.tlsKey, dataDir: config.dataDir })
-    : undefined;
+  // Settings that need files read are checked here, so a mistake exits 2 instead of crash-looping.
+  await httpSettingsFromConfig(config);
+  const sink = new LogSink({
+    file: config.logFile,
+    maxSize: config.logMaxSize,
+    maxFiles: config.logMaxFiles,
+  });
+  await sink.ready();
+  const logger = createLogger({ level: config.logLevel, destination: { write: (line) => sink.write(line) } });
+  sink.onDropped = (lines, reason) => logger.warn({ droppedLines: lines, reason }, 'log lines dropped');
+  logger.info({ config: redactConfig(config), node: process.version }, 'digestd starting');
+
+  const tls = await loadTls(config);
   if (tls) {
     logger.info(
       { cert: tls.certPath, key: tls.keyPath, generated: tls.generated },
@@ -18,6 +41,67 @@ export async function serve(argv: readonly string[]): Promise<void> {
         : `TLS certificate ${tls.certPath}`,
     );
   }
-  const address = await runWorker({ config, logger, tls });
-  logger.info({ address, config: redactConfig(config) }, `digestd listening on ${address}`);
+
+  const closeLog = async () => {
+    await sink.close();
+    // The log itself may be what failed (disk full): say it where an operator will see it.
+    if (sink.droppedLines > 0) {
+      process.stderr.write(`digestd: ${sink.droppedLines} log lines were dropped (${sink.dropReason})\n`);
+    }
+  };
+  const fail = (error: Error) => {
+    logger.fatal({ err: error }, error.message);
+    process.stderr.write(`digestd: ${error.message}\n`);
+    void supervisor.stop().finally(() => exitAfter(closeLog, 1));
+  };
+  // Before forking, so that it sees every worker start listening.
+  const primaryMetrics = servePrimaryMetrics({ logger });
+  let metricsListener: MetricsListener | undefined;
+  const supervisor = new Supervisor({ config, logger, sink, tls, onCrashLoop: fail });
+  onShutdownSignal(logger, {
+    stop: async () => {
+      await Promise.all([supervisor.stop(), metricsListener?.close()]);
+      primaryMetrics.close();
+    },
+    flush: closeLog,
+    abort: () => supervisor.kill(),
+  });
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reloading the TLS certificate and reopening the log file');
+    void sink.reopen().then(() => logger.info('reopened the log file'));
+    if (tls) {
+      loadTls(config).then(
+        (material) => material && supervisor.reloadTls(material),
+        (error: unknown) =>
+          logger.error({ err: error }, 'could not reload the TLS certificate; keeping the current one'),
+      );
+    }
+  });
+
+  let address: string;
+  try {
+    address = await supervisor.start();
+  } catch (error) {
+    fail(error as Error);
+    return;
+  }
+  if (config.metricsPort !== undefined) {
+    metricsListener = await startMetricsListener({
+      host: config.metricsHost,
+      port: config.metricsPort,
+      logger,
+      collect: primaryMetrics.collect,
+    });
+    logger.info({ metricsAddress: metricsListener.address }, `metrics on ${metricsListener.address}/metrics`);
+  }
+  logger.info(
+    { address, workers: config.workers, config: redactConfig(config) },
+    `digestd listening on ${address}`,
+  );
+}
+
+function loadTls(config: Config) {
+  return config.tls
+    ? loadTlsMaterial({ certPath: config.tlsCert, keyPath: config.tlsKey, dataDir: config.dataDir })
+    : Promise.resolve(undefined);
 }

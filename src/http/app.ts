@@ -73,6 +73,11 @@ export function bodyLimitFor(maxMessageBytes: number): number {
   return maxMessageBytes * 2 + 1024;
 }
 
+/** The TLS settings of the HTTPS server, also applied by setSecureContext when they are reloaded. */
+export function secureContextOptions(https: { cert: string; key: string }) {
+  return { cert: https.cert, key: https.key, minVersion: 'TLSv1.2' as const };
+}
+
 /** Builds the Fastify application. It never listens; the caller does. */
 export function buildApp(options: AppOptions): FastifyInstance {
   const serverOptions: FastifyServerOptions = {
@@ -100,8 +105,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   // node:https.Server handles requests exactly like node:http.Server; building it here keeps one
   // Fastify type for both and leaves the server's TLS context to us (setSecureContext on reload).
   const serverFactory: FastifyServerFactory | undefined =
-    https &&
-    ((handler) => createHttpsServer({ cert: https.cert, key: https.key, minVersion: 'TLSv1.2' }, handler));
+    https && ((handler) => createHttpsServer(secureContextOptions(https), handler));
   const app = fastify({ ...serverOptions, ...(serverFactory && { serverFactory }) });
 
   // Bodies are checked by hand in the handlers, without coercion and with precise errors; the

@@ -208,6 +208,12 @@ function sendIfConnected(worker: Worker, message: MetricsMessage): boolean {
 // ---------------------------------------------------------------------------------------------
 // The separate listener (--metrics-port)
 
+/** A running --metrics-port listener. */
+export interface MetricsListener {
+  address: string;
+  close(): Promise<void>;
+}
+
 /** Options of startMetricsListener. */
 export interface MetricsListenerOptions {
   host: string;
@@ -221,9 +227,7 @@ export interface MetricsListenerOptions {
  * Serves GET /metrics over plain HTTP on its own address (meant for localhost or a private
  * network; the public listener then has no /metrics). Resolves with the bound address.
  */
-export async function startMetricsListener(
-  options: MetricsListenerOptions,
-): Promise<{ address: string; close(): Promise<void> }> {
+export async function startMetricsListener(options: MetricsListenerOptions): Promise<MetricsListener> {
   const app = buildMetricsApp({ logger: options.logger, collect: options.collect ?? (() => metricsText()) });
   await app.listen({
     host: options.host,

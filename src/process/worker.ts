@@ -1,55 +1,145 @@
-import type { Config } from '../config.js';
-import cluster from 'node:cluster';
-import { buildApp } from '../http/app.js';
-import { httpSettingsFromConfig } from '../http/options.js';
-import type { TlsMaterial } from '../http/tls.js';
-import type { Logger } from '../log/logger.js';
+import type { Server as HttpsServer } from 'node:https';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, secureContextOptions } from '../http/app.js';
+import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
+import { createLogger, type Logger } from '../log/logger.js';
 import { openStore } from '../store/open.js';
-import { answerMetricsCollection, metricsText, startMetricsListener } from './metrics.js';
-import { onShutdownSignal } from './shutdown.js';
+import { httpSettingsFromConfig } from '../http/options.js';
+import { answerMetricsCollection, metricsText } from './metrics.js';
+import { isMessage, type PrimaryMessage, type StartMessage, type WorkerMessage } from './protocol.js';
+import { exitAfter, onShutdownSignal, type ShutdownTrigger } from './shutdown.js';
 
-/** What a serving process needs besides its configuration. */
-export interface WorkerOptions {
-  config: Config;
-  logger: Logger;
-  tls: TlsMaterial | undefined;
+/** "message: cause: cause's cause", for a one-line reason. */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  for (let current: unknown = error; current !== undefined && parts.length < 5;) {
+    if (current instanceof Error) {
+      parts.push(current.message);
+      current = current.cause;
+    } else {
+      parts.push(typeof current === 'string' ? current : JSON.stringify(current));
+      break;
+    }
+  }
+  return parts.join(': ');
 }
 
-/** Opens the store, listens, and serves until a shutdown signal. Resolves with the bound address. */
-export async function runWorker({ config, logger, tls }: WorkerOptions): Promise<string> {
-  const store = await openStore(config.store, config);
-  await store.ready();
-  answerMetricsCollection();
-  const app = buildApp({
-    store,
-    logger,
-    ...(await httpSettingsFromConfig(config)),
-    https: tls && { cert: tls.cert, key: tls.key },
-    // With --metrics-port, /metrics lives on its own listener (the primary's, in a cluster).
-    metrics: config.metricsPort === undefined ? { collect: () => metricsText() } : false,
+function sendToPrimary(message: WorkerMessage, callback?: (error: Error | null) => void): void {
+  if (process.send === undefined) throw new Error('a worker needs the IPC channel of node:cluster');
+  process.send(message, undefined, {}, callback ?? (() => {}));
+}
+
+/**
+ * The body of a worker process forked by the supervisor: asks the primary for its configuration,
+ * opens the store, listens on the shared port and serves until told to stop. Its log lines go to
+ * the primary over IPC. An uncaught exception or unhandled rejection is logged with its stack and
+ * the worker exits 1, to be replaced: it never keeps serving in an unknown state.
+ */
+export function runClusterWorker(): void {
+  const destination = new IpcLogDestination({
+    send: (message: LogLinesMessage, callback) => sendToPrimary(message, callback),
   });
-  app.addHook('onClose', async () => {
-    await store.close();
+  const flush = () => new Promise<void>((resolve) => destination.flush(() => resolve()));
+  let logger: Logger | undefined;
+  let app: FastifyInstance | undefined;
+  let shutdown: ShutdownTrigger | undefined;
+
+  const crash = (error: unknown, origin: string) => {
+    if (logger) logger.fatal({ err: error, origin }, `${origin}: the worker exits and will be replaced`);
+    else process.stderr.write(`digestd worker ${process.pid}: ${origin}: ${describeError(error)}\n`);
+    exitAfter(flush, 1);
+  };
+  // Without an unhandledRejection listener Node reports those here too, with origin 'unhandledRejection'.
+  process.on('uncaughtException', crash);
+  // The primary coordinates reloads; a SIGHUP meant for the process group must not kill a worker.
+  process.on('SIGHUP', () => {});
+
+  const start = async (message: StartMessage) => {
+    const { config } = message;
+    logger = createLogger({ level: config.logLevel, destination });
+    const workerLogger = logger;
+    setInterval(() => reportDrops(workerLogger), 10_000).unref();
+    try {
+      const store = await openStore(config.store, config);
+      await store.ready();
+      answerMetricsCollection();
+      app = buildApp({
+        store,
+        logger,
+        ...(await httpSettingsFromConfig(config)),
+        https: message.tls,
+        // With --metrics-port, /metrics lives on the primary's own listener instead.
+        metrics: config.metricsPort === undefined ? { collect: () => metricsText() } : false,
+      });
+      app.addHook('onClose', async () => {
+        await store.close();
+      });
+      const serving = app;
+      shutdown = onShutdownSignal(logger, {
+        stop: () => closeWithin(serving, workerLogger, config.shutdownTimeout * 1000),
+        flush,
+      });
+      await app.listen({
+        port: message.port,
+        host: config.host,
+        listenTextResolver: (address) =>
+          `worker listening at ${message.tls ? address.replace(/^http:/, 'https:') : address}`,
+      });
+    } catch (error) {
+      logger.fatal({ err: error }, 'the worker could not start');
+      sendToPrimary({ type: 'start-failed', reason: describeError(error) });
+      exitAfter(flush, 1);
+    }
+  };
+
+  let reported = 0;
+  const reportDrops = (log: Logger) => {
+    if (destination.droppedLines === reported) return;
+    log.warn(
+      { droppedLines: destination.droppedLines - reported },
+      'log lines dropped: the primary was not reading',
+    );
+    reported = destination.droppedLines;
+  };
+
+  process.on('message', (message: unknown) => {
+    if (!isMessage(message)) return;
+    const command = message as PrimaryMessage;
+    switch (command.type) {
+      case 'start':
+        if (logger === undefined) void start(command);
+        break;
+      case 'tls':
+        if (app !== undefined && logger !== undefined) {
+          try {
+            (app.server as HttpsServer).setSecureContext(secureContextOptions(command));
+            logger.info('reloaded the TLS certificate');
+          } catch (error) {
+            logger.error({ err: error }, 'could not apply the reloaded TLS certificate; keeping the old one');
+          }
+        }
+        break;
+      case 'shutdown':
+        if (shutdown) shutdown('asked by the primary');
+        else exitAfter(flush, 0);
+        break;
+    }
   });
-  await app.listen({
-    port: config.port,
-    host: config.host,
-    // Fastify cannot tell that our server factory made an HTTPS server.
-    listenTextResolver: (address) => `listening at ${tls ? address.replace(/^http:/, 'https:') : address}`,
-  });
-  const bound = app.server.address();
-  if (bound === null || typeof bound === 'string') throw new Error('the server is not bound to a TCP port');
-  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-  const address = `${tls ? 'https' : 'http'}://${host}:${bound.port}`;
-  const metricsListener =
-    config.metricsPort !== undefined && !cluster.isWorker
-      ? await startMetricsListener({ host: config.metricsHost, port: config.metricsPort, logger })
-      : undefined;
-  if (metricsListener) {
-    logger.info({ metricsAddress: metricsListener.address }, `metrics on ${metricsListener.address}/metrics`);
+  sendToPrimary({ type: 'awaiting-start' });
+}
+
+/**
+ * Stops accepting and waits for in-flight requests; after `timeoutMs` closes the connections that
+ * remain. The store is closed last (an onClose hook), so every acknowledged write is on disk.
+ */
+async function closeWithin(app: FastifyInstance, logger: Logger, timeoutMs: number): Promise<void> {
+  const timer = setTimeout(() => {
+    logger.warn({ timeoutMs }, 'shutdown timeout: closing the connections still open');
+    app.server.closeAllConnections();
+  }, timeoutMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(timer);
   }
-  onShutdownSignal(logger, async () => {
-    await Promise.all([app.close(), metricsListener?.close()]);
-  });
-  return address;
 }

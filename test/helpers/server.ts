@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The digestd executable of this checkout (runs the compiled dist/). */
 export const DIGESTD_BIN = fileURLToPath(new URL('../../bin/digestd', import.meta.url));
@@ -27,6 +28,13 @@ export interface RunningServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** Resolves with the exit code and signal once the process exits. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first log line (already seen or to come) that `match` accepts. */
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** Pids of the workers that listen now, from the primary's lifecycle lines. */
+  workerPids(): number[];
 }
 
 /** Options for startServer. */
@@ -38,6 +46,11 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long to wait for the listening line. @default 15000 */
   timeoutMs?: number;
+  /**
+   * Passes --log-file; the helper then reads the log from that file (the current one, not rotated
+   * ones) instead of stdout.
+   */
+  logFile?: string;
 }
 
 // A failed assertion must not leave servers behind that keep the test process alive.
@@ -64,6 +77,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     '0',
     '--data-dir',
     dataDir,
+    ...(options.logFile === undefined ? [] : ['--log-file', options.logFile]),
     ...(options.args ?? []),
   ];
   const child = spawn(process.execPath, [DIGESTD_BIN, ...args], {
@@ -84,7 +98,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       child.kill('SIGKILL');
       reject(new Error(`digestd did not start within ${options.timeoutMs ?? 15000} ms\n${stderr}`));
     }, options.timeoutMs ?? 15000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
+    const onLine = (line: string) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
@@ -95,7 +109,9 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       } catch {
         logs.push({ unparsed: line });
       }
-    });
+    };
+    if (options.logFile === undefined) createInterface({ input: child.stdout }).on('line', onLine);
+    else followFile(options.logFile, onLine, exited);
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);
       reject(new Error(`digestd exited (${code ?? signal}) before listening\n${stderr}`));
@@ -114,11 +130,51 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
       ? await readFile(path.join(dataDir, 'tls', 'cert.pem'), 'utf8').catch(() => undefined)
       : undefined,
     exited,
+    async waitForLog(match, timeoutMs = 15000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = logs.find(match);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms`);
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error('digestd exited');
+        await sleep(50);
+      }
+    },
+    workerPids() {
+      const live = new Set<number>();
+      for (const line of logs) {
+        if (typeof line.workerPid !== 'number' || line.pid !== child.pid) continue;
+        if (line.msg === 'worker listening') live.add(line.workerPid);
+        else if (String(line.msg).startsWith('worker exited')) live.delete(line.workerPid);
+      }
+      return [...live];
+    },
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return (await exited).code;
     },
   };
+}
+
+/** Calls `onLine` for every line appended to `file` (polling; it may not exist yet) until `until`. */
+function followFile(file: string, onLine: (line: string) => void, until: Promise<unknown>): void {
+  let offset = 0;
+  let partial = '';
+  let done = false;
+  void until.then(() => (done = true));
+  const poll = async () => {
+    while (!done) {
+      const content = await readFile(file).catch(() => Buffer.alloc(0));
+      if (content.length < offset) offset = 0; // rotated: the current file starts over
+      const text = partial + content.subarray(offset).toString('utf8');
+      offset = content.length;
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (line !== '') onLine(line);
+      await sleep(100);
+    }
+  };
+  void poll();
 }
 
 /** A reply read whole. */
@@ -139,6 +195,8 @@ export interface RequestOptions {
   /** Server name for TLS verification. @default the URL's host */
   servername?: string;
   agent?: import('node:http').Agent | false;
+  /** Fail the request when no reply came within this many ms. @default 30000 */
+  timeoutMs?: number;
 }
 
 /** One HTTP(S) request that verifies the server certificate against `ca`. */
@@ -169,6 +227,9 @@ export function request(url: string, options: RequestOptions = {}): Promise<Simp
           });
         });
       },
+    );
+    outgoing.setTimeout(options.timeoutMs ?? 30_000, () =>
+      outgoing.destroy(new Error(`no reply within ${options.timeoutMs ?? 30_000} ms`)),
     );
     outgoing.on('error', reject);
     outgoing.end(options.body);

@@ -1,0 +1,90 @@
+/** The IPC message carrying a worker's log lines to the primary, the one writer of the log. */
+export interface LogLinesMessage {
+  type: 'log';
+  /** One or more complete JSON lines, each ending in a newline. */
+  lines: string;
+}
+
+/** Options of IpcLogDestination. */
+export interface IpcLogDestinationOptions {
+  /** Sends a message to the primary; `process.send` in a worker. */
+  send: (message: LogLinesMessage, callback: (error: Error | null) => void) => void;
+  /** Lines are sent together once this many bytes wait. @default 64 KiB */
+  batchBytes?: number;
+  /**
+   * Bytes sent but not yet taken by the IPC channel; beyond this (the primary is not reading),
+   * lines are dropped and counted instead of growing memory. @default 8 MiB
+   */
+  maxInFlightBytes?: number;
+}
+
+function countLines(text: string): number {
+  let lines = 0;
+  for (let index = text.indexOf('\n'); index !== -1; index = text.indexOf('\n', index + 1)) lines++;
+  return lines;
+}
+
+/**
+ * A pino destination in a worker: lines are batched (one IPC message per event-loop turn or per
+ * 64 KiB) and sent to the primary, so workers never touch the log file. Writing never blocks.
+ */
+export class IpcLogDestination {
+  readonly #send: IpcLogDestinationOptions['send'];
+  readonly #batchBytes: number;
+  readonly #maxInFlightBytes: number;
+  #batch = '';
+  #scheduled = false;
+  #inFlightBytes = 0;
+  #waiters: (() => void)[] = [];
+  /** Lines dropped since start because the primary was not reading or the channel was closed. */
+  droppedLines = 0;
+
+  constructor(options: IpcLogDestinationOptions) {
+    this.#send = options.send;
+    this.#batchBytes = options.batchBytes ?? 64 * 1024;
+    this.#maxInFlightBytes = options.maxInFlightBytes ?? 8 * 1024 * 1024;
+  }
+
+  /** Called by pino with one complete line. */
+  write(line: string): void {
+    this.#batch += line;
+    if (this.#batch.length >= this.#batchBytes) this.#sendBatch();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.#sendBatch());
+    }
+  }
+
+  /** Sends what is batched and calls back once the channel has taken everything (pino's flush). */
+  flush(callback: (error?: Error) => void = () => {}): void {
+    this.#sendBatch();
+    if (this.#inFlightBytes === 0) callback();
+    else this.#waiters.push(() => callback());
+  }
+
+  #sendBatch(): void {
+    this.#scheduled = false;
+    const lines = this.#batch;
+    if (lines === '') return;
+    this.#batch = '';
+    if (this.#inFlightBytes > this.#maxInFlightBytes) {
+      this.droppedLines += countLines(lines);
+      return;
+    }
+    this.#inFlightBytes += lines.length;
+    try {
+      this.#send({ type: 'log', lines }, (error) => {
+        if (error) this.droppedLines += countLines(lines);
+        this.#inFlightBytes -= lines.length;
+        if (this.#inFlightBytes === 0) {
+          const waiters = this.#waiters;
+          this.#waiters = [];
+          for (const waiter of waiters) waiter();
+        }
+      });
+    } catch {
+      this.#inFlightBytes -= lines.length;
+      this.droppedLines += countLines(lines);
+    }
+  }
+}

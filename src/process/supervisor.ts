@@ -1,0 +1,258 @@
+import { supervisorMetrics } from '../metrics.js';
+import cluster, { type Address, type Worker } from 'node:cluster';
+import type { Config } from '../config.js';
+import type { TlsMaterial } from '../http/tls.js';
+import type { Logger } from '../log/logger.js';
+import type { LogSink } from '../log/sink.js';
+import { isMessage, type PrimaryMessage } from './protocol.js';
+
+/** Restart delays: the first restart waits this long, doubling on each crash up to the maximum. */
+export const BACKOFF_INITIAL_MS = 100;
+export const BACKOFF_MAX_MS = 10_000;
+/** A worker that stayed up this long restarts its slot's backoff from the initial delay. */
+export const BACKOFF_RESET_AFTER_MS = 30_000;
+/** Workers of one slot dying this many times in a row before listening is a crash loop. */
+export const START_FAILURES_BEFORE_GIVING_UP = 5;
+/** Grace on top of --shutdown-timeout before workers that have not exited are killed. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+/** Options of the supervisor. */
+export interface SupervisorOptions {
+  config: Config;
+  logger: Logger;
+  /** Receives every worker's log lines; the primary is the one writer of the log. */
+  sink: LogSink;
+  tls: TlsMaterial | undefined;
+  /**
+   * Called when workers keep dying before they listen after start() resolved (start() rejects
+   * instead while starting). The caller stops and exits non-zero.
+   */
+  onCrashLoop: (error: Error) => void;
+}
+
+/** A worker slot: one of the N workers, replaced when it dies. */
+interface Slot {
+  index: number;
+  worker: Worker | undefined;
+  /** When the current worker started listening. */
+  listeningSince: number | undefined;
+  backoffMs: number;
+  startFailures: number;
+  lastFailure: string | undefined;
+  restartTimer: NodeJS.Timeout | undefined;
+  /** The current worker has been told which port to listen on. */
+  startSent: boolean;
+}
+
+/** Handles a message type that the supervisor itself does not know (e.g. metrics). */
+export type WorkerMessageHook = (message: { type: string } & Record<string, unknown>, worker: Worker) => void;
+
+/**
+ * The primary process: forks `config.workers` workers that share the port (node:cluster), replaces
+ * any that dies with exponential backoff, gives up on a crash loop, relays reloads and shutdowns,
+ * and writes every worker's log lines to the one log sink.
+ */
+export class Supervisor {
+  readonly #options: SupervisorOptions;
+  readonly #slots: Slot[];
+  readonly #hooks = new Map<string, WorkerMessageHook[]>();
+  #tls: { cert: string; key: string } | undefined;
+  /**
+   * The port workers are told to listen on. node:cluster shares one listening socket per
+   * (address, port) as asked, so while any worker is up every new one must ask for the same value;
+   * once none is, a replacement asks for the port bound before, so port 0 does not move.
+   */
+  #listenPort: number;
+  #boundPort: number | undefined;
+  #address: string | undefined;
+  #stopping = false;
+  #started = false;
+  #startWaiter: { resolve: (address: string) => void; reject: (error: Error) => void } | undefined;
+  #exitWaiters: (() => void)[] = [];
+
+  constructor(options: SupervisorOptions) {
+    this.#options = options;
+    this.#tls = options.tls && { cert: options.tls.cert, key: options.tls.key };
+    this.#listenPort = options.config.port;
+    this.#slots = Array.from({ length: options.config.workers }, (_, index) => ({
+      index,
+      worker: undefined,
+      listeningSince: undefined,
+      backoffMs: BACKOFF_INITIAL_MS,
+      startFailures: 0,
+      lastFailure: undefined,
+      restartTimer: undefined,
+      startSent: false,
+    }));
+  }
+
+  /** Forks the workers; resolves with the base URL once every one of them listens. */
+  start(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.#startWaiter = { resolve, reject };
+      for (const slot of this.#slots) this.#fork(slot);
+    });
+  }
+
+  /** The live workers (for aggregating per-worker state such as metrics). */
+  workers(): Worker[] {
+    return this.#slots.flatMap((slot) => (slot.worker ? [slot.worker] : []));
+  }
+
+  /** Registers a handler for worker messages of `type` that the supervisor does not handle itself. */
+  onMessage(type: string, hook: WorkerMessageHook): void {
+    this.#hooks.set(type, [...(this.#hooks.get(type) ?? []), hook]);
+  }
+
+  /** Sends a message to every live worker. */
+  broadcast(message: PrimaryMessage | ({ type: string } & Record<string, unknown>)): void {
+    for (const worker of this.workers()) {
+      if (worker.isConnected()) worker.send(message);
+    }
+  }
+
+  /** Hands a reloaded certificate to every worker and to the workers started from now on. */
+  reloadTls(material: { cert: string; key: string }): void {
+    this.#tls = { cert: material.cert, key: material.key };
+    this.broadcast({ type: 'tls', cert: material.cert, key: material.key });
+  }
+
+  /**
+   * Asks every worker to finish its in-flight requests and exit; resolves once all have exited.
+   * Workers still running after --shutdown-timeout plus a grace period are killed.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const slot of this.#slots) clearTimeout(slot.restartTimer);
+    this.broadcast({ type: 'shutdown' });
+    const killTimer = setTimeout(
+      () => {
+        this.#options.logger.warn('workers did not stop in time: killing them');
+        this.kill();
+      },
+      this.#options.config.shutdownTimeout * 1000 + SHUTDOWN_GRACE_MS,
+    );
+    await new Promise<void>((resolve) => {
+      this.#exitWaiters.push(resolve);
+      this.#checkAllExited();
+    });
+    clearTimeout(killTimer);
+  }
+
+  /** Kills every worker at once (second signal). */
+  kill(): void {
+    this.#stopping = true;
+    for (const slot of this.#slots) clearTimeout(slot.restartTimer);
+    for (const worker of this.workers()) worker.process.kill('SIGKILL');
+  }
+
+  #fork(slot: Slot): void {
+    slot.restartTimer = undefined;
+    slot.listeningSince = undefined;
+    slot.startSent = false;
+    const { logger, sink, config } = this.#options;
+    const worker = cluster.fork();
+    slot.worker = worker;
+    const pid = worker.process.pid;
+    logger.info({ slot: slot.index, worker: worker.id, workerPid: pid }, 'worker started');
+
+    worker.on('message', (message: unknown) => {
+      if (!isMessage(message)) return;
+      switch (message.type) {
+        case 'log':
+          if (typeof message.lines === 'string') sink.write(message.lines);
+          return;
+        case 'awaiting-start': {
+          const othersStarted = this.#slots.some(
+            (other) => other !== slot && other.worker !== undefined && other.startSent,
+          );
+          if (!othersStarted && this.#boundPort !== undefined) this.#listenPort = this.#boundPort;
+          slot.startSent = true;
+          const start: PrimaryMessage = { type: 'start', config, port: this.#listenPort, tls: this.#tls };
+          worker.send(start);
+          return;
+        }
+        case 'start-failed':
+          slot.lastFailure = String(message.reason);
+          return;
+        default:
+          for (const hook of this.#hooks.get(message.type) ?? []) hook(message, worker);
+      }
+    });
+    worker.on('listening', (address: Address) => this.#onListening(slot, worker, address));
+    // Errors on the IPC channel (e.g. sending to a worker that just died) show up in 'exit'.
+    worker.on('error', () => {});
+    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) =>
+      this.#onExit(slot, worker, code, signal),
+    );
+  }
+
+  #onListening(slot: Slot, worker: Worker, address: Address): void {
+    if (typeof address.port !== 'number') return;
+    slot.listeningSince = Date.now();
+    slot.startFailures = 0;
+    slot.lastFailure = undefined;
+    this.#boundPort = address.port;
+    const host = address.addressType === 6 ? `[${address.address}]` : String(address.address);
+    this.#address ??= `${this.#tls ? 'https' : 'http'}://${host}:${address.port}`;
+    this.#options.logger.info(
+      { slot: slot.index, worker: worker.id, workerPid: worker.process.pid, port: address.port },
+      'worker listening',
+    );
+    if (!this.#started && this.#slots.every((each) => each.listeningSince !== undefined)) {
+      this.#started = true;
+      this.#startWaiter?.resolve(this.#address);
+    }
+  }
+
+  #onExit(slot: Slot, worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    const { logger } = this.#options;
+    if (slot.worker === worker) slot.worker = undefined;
+    const upForMs = slot.listeningSince === undefined ? undefined : Date.now() - slot.listeningSince;
+    const fields = { slot: slot.index, worker: worker.id, workerPid: worker.process.pid, code, signal };
+    if (this.#stopping) {
+      logger.info(fields, 'worker exited');
+      this.#checkAllExited();
+      return;
+    }
+    logger.warn(
+      { ...fields, upForMs },
+      `worker exited ${signal ? `on ${signal}` : `with code ${code}`}${upForMs === undefined ? ' before listening' : ''}`,
+    );
+    if (upForMs === undefined) {
+      slot.startFailures += 1;
+      if (slot.startFailures >= START_FAILURES_BEFORE_GIVING_UP) {
+        this.#giveUp(slot, code, signal);
+        return;
+      }
+    } else if (upForMs >= BACKOFF_RESET_AFTER_MS) {
+      slot.backoffMs = BACKOFF_INITIAL_MS;
+    }
+    const delayMs = slot.backoffMs;
+    slot.backoffMs = Math.min(slot.backoffMs * 2, BACKOFF_MAX_MS);
+    logger.info({ slot: slot.index, delayMs }, `restarting worker in ${delayMs} ms`);
+    slot.restartTimer = setTimeout(() => {
+      if (this.#stopping) return;
+      supervisorMetrics.workerRestarts.inc();
+      this.#fork(slot);
+    }, delayMs);
+  }
+
+  #giveUp(slot: Slot, code: number | null, signal: NodeJS.Signals | null): void {
+    const reason = slot.lastFailure ?? `worker exited ${signal ? `on ${signal}` : `with code ${code}`}`;
+    const error = new Error(
+      `workers keep failing at start-up (${slot.startFailures} times in a row), giving up: ${reason}`,
+    );
+    this.#stopping = true;
+    for (const each of this.#slots) clearTimeout(each.restartTimer);
+    if (!this.#started && this.#startWaiter) this.#startWaiter.reject(error);
+    else this.#options.onCrashLoop(error);
+  }
+
+  #checkAllExited(): void {
+    if (this.workers().length > 0) return;
+    const waiters = this.#exitWaiters;
+    this.#exitWaiters = [];
+    for (const waiter of waiters) waiter();
+  }
+}
