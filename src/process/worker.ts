@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, secureContextOptions } from '../http/app.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { openStore } from '../store/open.js';
+import { openSharedRedis, openStore } from '../store/open.js';
 import { httpSettingsFromConfig } from '../http/options.js';
 import { answerMetricsCollection, metricsText } from './metrics.js';
 import { isMessage, type PrimaryMessage, type StartMessage, type WorkerMessage } from './protocol.js';
@@ -63,15 +63,20 @@ export function runClusterWorker(): void {
       const store = await openStore(config.store, config);
       await store.ready();
       answerMetricsCollection();
+      const settings = await httpSettingsFromConfig(config);
+      // With a Redis store, every node counts a client's requests in that Redis.
+      const sharedRedis = settings.rateLimit ? await openSharedRedis(config.store) : undefined;
       app = buildApp({
         store,
         logger,
-        ...(await httpSettingsFromConfig(config)),
+        ...settings,
+        rateLimit: settings.rateLimit && { ...settings.rateLimit, redis: sharedRedis },
         https: message.tls,
         // With --metrics-port, /metrics lives on the primary's own listener instead.
         metrics: config.metricsPort === undefined ? { collect: () => metricsText() } : false,
       });
       app.addHook('onClose', async () => {
+        sharedRedis?.disconnect();
         await store.close();
       });
       const serving = app;

@@ -1,3 +1,4 @@
+import type { Cluster, Redis } from 'ioredis';
 import { InvalidConfig } from '../errors.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
 import type { MessageStore } from './types.js';
@@ -122,4 +123,21 @@ export async function openStore(url: string, settings: StoreSettings = {}): Prom
   if (cacheBytes === 0) return store;
   const { CachedStore } = await import('./cache.js');
   return new CachedStore(store, { maxBytes: cacheBytes });
+}
+
+/**
+ * A Redis client for state that every node must share (the rate limiter's counters), connected to
+ * the Redis or Redis Cluster that holds the messages. Undefined for stores that are not Redis.
+ */
+export async function openSharedRedis(url: string): Promise<Redis | Cluster | undefined> {
+  const location = parseStoreUrl(url);
+  if (location.kind !== 'redis' && location.kind !== 'redis-cluster') return undefined;
+  const ioredis = await import('ioredis');
+  const client =
+    location.kind === 'redis'
+      ? new ioredis.Redis(location.url, { maxRetriesPerRequest: 1 })
+      : new ioredis.Cluster(location.nodes, { redisOptions: { maxRetriesPerRequest: 1 } });
+  // Errors surface on each command (the limiter then lets requests through); the client reconnects.
+  client.on('error', () => {});
+  return client;
 }
