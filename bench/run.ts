@@ -14,6 +14,7 @@ import { preload } from './preload.js';
 import { markdownTable, summarize, throughputChart, type CaseResult, type MemoryPeak } from './report.js';
 import { SCENARIOS, makePools, missDigests, type Scenario } from './scenarios.js';
 import {
+  DIGESTD_BIN,
   digestdSupportsWorkers,
   sampleMemory,
   startBaseline,
@@ -37,6 +38,8 @@ const HELP = `Usage: npm run bench -- [options]
   --out DIR           where the JSON results go (default bench/results)
   --chart FILE        where the SVG chart goes (default next to the JSON)
   --cpu-prof DIR      write V8 CPU profiles of the digestd processes into DIR
+  --digestd-bin FILE  the digestd executable to measure (default bin/digestd of this checkout)
+  --digestd-args ARGS extra arguments for digestd serve, space-separated (e.g. "--log-level warn")
   --quick             a short smoke run
 `;
 
@@ -73,6 +76,8 @@ function parseOptions(argv: string[]) {
       out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
       chart: { type: 'string' },
       'cpu-prof': { type: 'string' },
+      'digestd-bin': { type: 'string', default: DIGESTD_BIN },
+      'digestd-args': { type: 'string', default: '' },
       quick: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -107,6 +112,8 @@ function parseOptions(argv: string[]) {
     outDir: path.resolve(values.out),
     chart: values.chart && path.resolve(values.chart),
     cpuProfileDir: values['cpu-prof'] && path.resolve(values['cpu-prof']),
+    digestdBin: path.resolve(values['digestd-bin'] ?? DIGESTD_BIN),
+    digestdArgs: (values['digestd-args'] ?? '').split(' ').filter(Boolean),
     quick,
   };
 }
@@ -142,7 +149,7 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const supportsWorkers = digestdSupportsWorkers();
+  const supportsWorkers = digestdSupportsWorkers(options.digestdBin);
   const settings = workerSettings(options, supportsWorkers);
   if (!supportsWorkers)
     log('note: this digestd has no --workers flag; measuring the single-process server only');
@@ -183,6 +190,8 @@ async function main(): Promise<void> {
           logFile: path.join(workDir, 'digestd.log'),
           probeDir,
           cpuProfileDir: options.cpuProfileDir,
+          bin: options.digestdBin,
+          extraArgs: options.digestdArgs,
         });
         let baseline: BenchServer | undefined;
         try {

@@ -20,8 +20,8 @@ export interface BenchServer {
 }
 
 /** Whether this build of digestd knows `--workers` (added by the supervisor work). */
-export function digestdSupportsWorkers(): boolean {
-  const help = spawnSync(process.execPath, [DIGESTD_BIN, '--help'], { encoding: 'utf8' });
+export function digestdSupportsWorkers(bin = DIGESTD_BIN): boolean {
+  const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
   return /--workers\b/.test(help.stdout);
 }
 
@@ -97,6 +97,10 @@ export interface DigestdOptions {
   probeDir: string;
   /** Write a V8 CPU profile of each server process into this directory on exit. */
   cpuProfileDir?: string | undefined;
+  /** The digestd executable. @default bin/digestd of this checkout */
+  bin?: string;
+  /** More arguments for `serve`, after the harness's own. */
+  extraArgs?: readonly string[];
 }
 
 /** Starts `bin/digestd serve` as shipped: embedded LMDB store, access log at info. */
@@ -122,7 +126,8 @@ export async function startDigestd(options: DigestdOptions): Promise<BenchServer
     'info',
   ];
   if (typeof options.workers === 'number') serveArgs.push('--workers', String(options.workers));
-  const child = spawn(process.execPath, [...nodeArgs, DIGESTD_BIN, ...serveArgs], {
+  serveArgs.push(...(options.extraArgs ?? []));
+  const child = spawn(process.execPath, [...nodeArgs, options.bin ?? DIGESTD_BIN, ...serveArgs], {
     stdio: ['ignore', logFd, errorFd],
     env: { ...process.env, DIGESTD_BENCH_PROBE_DIR: options.probeDir },
   });
