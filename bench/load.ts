@@ -18,6 +18,8 @@ export interface LoadResult {
   p99Ms: number;
   /** Answers with a status the scenario does not expect, plus connection errors and timeouts. */
   errors: number;
+  /** CPU time the server process tree spent per request during the run (set by the harness). */
+  serverCpuMicrosPerRequest: number;
   /** Answers per status code (autocannon only). */
   statusCodes?: Record<string, number>;
 }
@@ -93,6 +95,7 @@ export async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
     p99Ms: result.latency.p99,
     errors: answered - expected + result.errors + result.timeouts,
     statusCodes,
+    serverCpuMicrosPerRequest: 0,
   };
 }
 
@@ -164,6 +167,7 @@ export async function runWrk(options: LoadOptions & { workDir: string }): Promis
       (summary.read ?? 0) +
       (summary.write ?? 0) +
       (summary.timeout ?? 0),
+    serverCpuMicrosPerRequest: 0,
   };
 }
 

@@ -6,6 +6,8 @@ export interface Summary {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** Median server CPU time per request, in microseconds. */
+  cpuMicrosPerRequest: number;
   runs: LoadResult[];
 }
 
@@ -45,6 +47,7 @@ export function summarize(runs: LoadResult[]): Summary {
     p50Ms: median(runs.map((run) => run.p50Ms)),
     p99Ms: median(runs.map((run) => run.p99Ms)),
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    cpuMicrosPerRequest: median(runs.map((run) => run.serverCpuMicrosPerRequest)),
     runs,
   };
 }
@@ -69,6 +72,7 @@ export function markdownTable(results: readonly CaseResult[]): string {
     'p50 ms',
     'p99 ms',
     'ratio',
+    'CPU µs/req',
     'RSS MiB',
     'heap MiB',
   ];
@@ -85,6 +89,7 @@ export function markdownTable(results: readonly CaseResult[]): string {
     result.baseline ? milliseconds(result.baseline.p50Ms) : '-',
     result.baseline ? milliseconds(result.baseline.p99Ms) : '-',
     result.ratio === undefined ? '-' : `${result.ratio.toFixed(2)}x`,
+    `${result.digestd.cpuMicrosPerRequest.toFixed(0)}${result.baseline ? ` / ${result.baseline.cpuMicrosPerRequest.toFixed(0)}` : ''}`,
     (result.digestd.memory.rssBytes / MiB).toFixed(0),
     result.digestd.memory.heapUsedBytes === undefined
       ? '-'

@@ -15,6 +15,7 @@ import { markdownTable, summarize, throughputChart, type CaseResult, type Memory
 import { SCENARIOS, makePools, missDigests, type Scenario } from './scenarios.js';
 import {
   DIGESTD_BIN,
+  cpuMicros,
   digestdSupportsWorkers,
   sampleMemory,
   startBaseline,
@@ -39,7 +40,7 @@ const HELP = `Usage: npm run bench -- [options]
   --chart FILE        where the SVG chart goes (default next to the JSON)
   --cpu-prof DIR      write V8 CPU profiles of the digestd processes into DIR
   --digestd-bin FILE  the digestd executable to measure (default bin/digestd of this checkout)
-  --digestd-args ARGS extra arguments for digestd serve, space-separated (e.g. "--log-level warn")
+  --digestd-args ARGS extra arguments for digestd serve, space-separated: --digestd-args='--log-level warn'
   --quick             a short smoke run
 `;
 
@@ -293,11 +294,14 @@ async function measureCase(context: {
     const order = index % 2 === 0 ? servers : [...servers].reverse();
     for (const server of order) {
       const sampler = server === digestd ? sampleDuring(digestd, context.probeDir, memory) : undefined;
+      const cpuBefore = server.process.pid === undefined ? 0 : await cpuMicros(server.process.pid);
       const result = await run(server, options.seconds);
       await sampler?.stop();
+      const cpuAfter = server.process.pid === undefined ? 0 : await cpuMicros(server.process.pid);
+      result.serverCpuMicrosPerRequest = result.requests > 0 ? (cpuAfter - cpuBefore) / result.requests : 0;
       runs.get(server)?.push(result);
       log(
-        `${context.label}, ${server.name} run ${index + 1}/${options.runs}: ${Math.round(result.requestsPerSecond).toLocaleString('en-US')} req/s, p99 ${result.p99Ms.toFixed(1)} ms${result.errors > 0 ? `, ${result.errors} errors` : ''}`,
+        `${context.label}, ${server.name} run ${index + 1}/${options.runs}: ${Math.round(result.requestsPerSecond).toLocaleString('en-US')} req/s, p99 ${result.p99Ms.toFixed(1)} ms, ${result.serverCpuMicrosPerRequest.toFixed(0)} µs CPU/request${result.errors > 0 ? `, ${result.errors} errors` : ''}`,
       );
     }
   }
