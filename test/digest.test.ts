@@ -29,6 +29,9 @@ describe('digest', () => {
       'a'.repeat(65),
       'g'.repeat(64),
       ' '.repeat(64),
+      `${'a'.repeat(63)}g`,
+      `${'a'.repeat(31)}z${'a'.repeat(32)}`,
+      `${'a'.repeat(62)}é`,
     ]) {
       assert.equal(parseDigest(text), undefined, text);
     }

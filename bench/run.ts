@@ -1,0 +1,349 @@
+/**
+ * `npm run bench`: measures digestd as shipped (bin/digestd serve, embedded LMDB, access log at
+ * info) against a bare node:https baseline (bench/baseline.ts) in the same run, alternating
+ * between the two, and reports medians. See `npm run bench -- --help`.
+ */
+import { cpus, availableParallelism, loadavg, totalmem } from 'node:os';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { messagePath, runAutocannon, runWrk, wrkInstalled, type LoadResult, type Targets } from './load.js';
+import { preload } from './preload.js';
+import { markdownTable, summarize, throughputChart, type CaseResult, type MemoryPeak } from './report.js';
+import { SCENARIOS, makePools, missDigests, type Scenario } from './scenarios.js';
+import {
+  DIGESTD_BIN,
+  cpuMicros,
+  digestdSupportsWorkers,
+  sampleMemory,
+  startBaseline,
+  startDigestd,
+  type BenchServer,
+} from './servers.js';
+
+const HELP = `Usage: npm run bench -- [options]
+
+  --duration S        seconds per measured run (default 5; --quick: 1)
+  --warmup S          seconds of unmeasured load per scenario and server first (default 1; --quick: 0)
+  --runs N            measured runs per scenario and server, alternating servers (default 3; --quick: 1)
+  --connections N     concurrent keep-alive connections (default 64)
+  --scenarios LIST    comma-separated subset of: ${SCENARIOS.map((scenario) => scenario.name).join(', ')}
+  --workers LIST      comma-separated worker settings: numbers and/or "default" (default "1,default");
+                      ignored, with a note, when this digestd has no --workers flag
+  --preload LIST      store sizes to measure at, e.g. 1e4,1e6,1e7 (default 10000): messages are
+                      written straight into the LMDB store before the server starts
+  --tool NAME         autocannon (default), wrk, or both (wrk must be installed)
+  --no-baseline       measure digestd only
+  --out DIR           where the JSON results go (default bench/results)
+  --chart FILE        where the SVG chart goes (default next to the JSON)
+  --cpu-prof DIR      write V8 CPU profiles of the digestd processes into DIR
+  --digestd-bin FILE  the digestd executable to measure (default bin/digestd of this checkout)
+  --digestd-args ARGS extra arguments for digestd serve, space-separated: --digestd-args='--log-level warn'
+  --quick             a short smoke run
+`;
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+interface WorkerSetting {
+  label: string;
+  /** The --workers value passed to digestd, or undefined for none. */
+  flag: number | 'default' | undefined;
+  /** Processes the baseline forks to match. */
+  baselineWorkers: number;
+}
+
+function parseCount(text: string, name: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0 || !Number.isInteger(value))
+    throw new Error(`${name}: expected a whole number, got "${text}"`);
+  return value;
+}
+
+function parseOptions(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      runs: { type: 'string' },
+      connections: { type: 'string', default: '64' },
+      scenarios: { type: 'string' },
+      workers: { type: 'string', default: '1,default' },
+      preload: { type: 'string', default: '10000' },
+      tool: { type: 'string', default: 'autocannon' },
+      'no-baseline': { type: 'boolean', default: false },
+      out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
+      chart: { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      'digestd-bin': { type: 'string', default: DIGESTD_BIN },
+      'digestd-args': { type: 'string', default: '' },
+      quick: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const quick = values.quick;
+  const wanted = values.scenarios?.split(',').map((name) => name.trim());
+  const unknown = wanted?.filter((name) => !SCENARIOS.some((scenario) => scenario.name === name)) ?? [];
+  if (unknown.length > 0) throw new Error(`--scenarios: unknown ${unknown.join(', ')}`);
+  const scenarios = SCENARIOS.filter((scenario) => wanted === undefined || wanted.includes(scenario.name));
+  if (!['autocannon', 'wrk', 'both'].includes(values.tool))
+    throw new Error('--tool: expected autocannon, wrk or both');
+  const tools = (values.tool === 'both' ? ['autocannon', 'wrk'] : [values.tool]) as ('autocannon' | 'wrk')[];
+  if (tools.includes('wrk') && !wrkInstalled())
+    throw new Error('--tool: wrk is not installed (apt-get install -y wrk)');
+  return {
+    seconds: parseCount(values.duration ?? (quick ? '1' : '5'), '--duration'),
+    warmupSeconds: parseCount(values.warmup ?? (quick ? '0' : '1'), '--warmup'),
+    runs: Math.max(1, parseCount(values.runs ?? (quick ? '1' : '3'), '--runs')),
+    connections: Math.max(1, parseCount(values.connections, '--connections')),
+    scenarios,
+    workers: values.workers.split(',').map((item) => item.trim()),
+    storeSizes: values.preload
+      .split(',')
+      .map((item) => Math.max(0, parseCount(String(Number(item.trim())), '--preload')))
+      .sort((a, b) => a - b),
+    tools,
+    baseline: !values['no-baseline'],
+    outDir: path.resolve(values.out),
+    chart: values.chart && path.resolve(values.chart),
+    cpuProfileDir: values['cpu-prof'] && path.resolve(values['cpu-prof']),
+    digestdBin: path.resolve(values['digestd-bin'] ?? DIGESTD_BIN),
+    digestdArgs: (values['digestd-args'] ?? '').split(' ').filter(Boolean),
+    quick,
+  };
+}
+
+type Options = ReturnType<typeof parseOptions>;
+
+function workerSettings(options: Options, supported: boolean): WorkerSetting[] {
+  if (!supported) return [{ label: '1 (no --workers)', flag: undefined, baselineWorkers: 1 }];
+  return options.workers.map((item) => {
+    if (item === 'default')
+      return {
+        label: `default (${availableParallelism()})`,
+        flag: 'default' as const,
+        baselineWorkers: availableParallelism(),
+      };
+    const count = parseCount(item, '--workers');
+    return { label: String(count), flag: count, baselineWorkers: count };
+  });
+}
+
+function machine() {
+  return {
+    nproc: availableParallelism(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    loadAverageAtStart: loadavg().map((value) => Number(value.toFixed(2))),
+  };
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const supportsWorkers = digestdSupportsWorkers(options.digestdBin);
+  const settings = workerSettings(options, supportsWorkers);
+  if (!supportsWorkers)
+    log('note: this digestd has no --workers flag; measuring the single-process server only');
+  const info = machine();
+  log(
+    `machine: ${info.nproc} CPUs (${info.cpu}), ${info.memoryGiB} GiB, Node ${info.node}, load ${info.loadAverageAtStart.join(' ')}`,
+  );
+  const workDir = await mkdtemp(path.join(tmpdir(), 'digestd-bench-'));
+  const dataDir = path.join(workDir, 'data');
+  const probeDir = path.join(workDir, 'probe');
+  await mkdir(probeDir, { recursive: true });
+  const results: CaseResult[] = [];
+  const startedAt = new Date();
+  const caseCount =
+    options.storeSizes.length * settings.length * options.scenarios.length * options.tools.length;
+  let caseNumber = 0;
+  let stored = 0;
+  try {
+    for (const storeSize of options.storeSizes) {
+      await preload(dataDir, stored, storeSize);
+      stored = storeSize;
+      const pools = makePools(Math.max(storeSize, 1));
+      const targets: Targets = {
+        hits: Object.fromEntries(
+          (Object.entries(pools) as [string, string[]][]).map(([name, messages]) => [
+            name,
+            messages.map(messagePath),
+          ]),
+        ),
+        misses: missDigests().map((digest) => `/messages/${digest}`),
+      };
+      const seedFile = path.join(workDir, 'seed.json');
+      await writeFile(seedFile, JSON.stringify([...pools.small, ...pools['4k'], ...pools['64k']]));
+      for (const setting of settings) {
+        const digestd = await startDigestd({
+          dataDir,
+          workers: setting.flag,
+          logFile: path.join(workDir, 'digestd.log'),
+          probeDir,
+          cpuProfileDir: options.cpuProfileDir,
+          bin: options.digestdBin,
+          extraArgs: options.digestdArgs,
+        });
+        let baseline: BenchServer | undefined;
+        try {
+          if (options.baseline) {
+            baseline = await startBaseline({
+              certPath: path.join(dataDir, 'tls', 'cert.pem'),
+              keyPath: path.join(dataDir, 'tls', 'key.pem'),
+              seedFile,
+              workers: setting.baselineWorkers,
+              probeDir,
+              errorFile: path.join(workDir, 'baseline.stderr'),
+            });
+          }
+          for (const scenario of options.scenarios) {
+            for (const tool of options.tools) {
+              caseNumber++;
+              const label = `[${caseNumber}/${caseCount}] stored ${storeSize.toLocaleString('en-US')}, workers ${setting.label}, ${scenario.name}, ${tool}`;
+              results.push(
+                await measureCase({
+                  options,
+                  digestd,
+                  baseline,
+                  scenario,
+                  tool,
+                  targets,
+                  workDir,
+                  probeDir,
+                  label,
+                  storeSize,
+                  workers: setting.label,
+                }),
+              );
+            }
+          }
+        } finally {
+          await baseline?.stop();
+          await digestd.stop();
+        }
+      }
+    }
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+
+  const table = markdownTable(results);
+  process.stdout.write(`\n${table}\n\n`);
+  const finishedInfo = { ...info, loadAverageAtEnd: loadavg().map((value) => Number(value.toFixed(2))) };
+  const notes = supportsWorkers
+    ? []
+    : ['digestd has no --workers flag: only the single-process server was measured'];
+  const heapMeasured = results.every((result) => result.digestd.memory.heapUsedBytes !== undefined);
+  if (!heapMeasured) notes.push('the V8 heap was not reported for every case; only RSS is certain');
+  await mkdir(options.outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const jsonFile = path.join(options.outDir, `bench-${stamp}.json`);
+  const chartFile = options.chart ?? path.join(options.outDir, `bench-${stamp}.svg`);
+  const subtitle = `${info.nproc} CPUs ${info.cpu}, Node ${info.node}, ${options.connections} connections, ${options.seconds} s x ${options.runs} runs, load ${info.loadAverageAtStart[0]}`;
+  await writeFile(
+    jsonFile,
+    `${JSON.stringify({ startedAt: startedAt.toISOString(), machine: finishedInfo, options: { ...options, scenarios: options.scenarios.map((scenario) => scenario.name) }, supportsWorkers, notes, results }, null, 2)}\n`,
+  );
+  await mkdir(path.dirname(chartFile), { recursive: true });
+  await writeFile(chartFile, throughputChart(results, subtitle));
+  for (const note of notes) log(`note: ${note}`);
+  log(`results: ${jsonFile}`);
+  log(`chart:   ${chartFile}`);
+}
+
+async function measureCase(context: {
+  options: Options;
+  digestd: BenchServer;
+  baseline: BenchServer | undefined;
+  scenario: Scenario;
+  tool: 'autocannon' | 'wrk';
+  targets: Targets;
+  workDir: string;
+  probeDir: string;
+  label: string;
+  storeSize: number;
+  workers: string;
+}): Promise<CaseResult> {
+  const { options, digestd, baseline, scenario, tool } = context;
+  const run = (server: BenchServer, seconds: number) => {
+    const load = {
+      url: server.url,
+      scenario,
+      targets: context.targets,
+      connections: options.connections,
+      seconds,
+    };
+    return tool === 'wrk' ? runWrk({ ...load, workDir: context.workDir }) : runAutocannon(load);
+  };
+  const servers = baseline ? [digestd, baseline] : [digestd];
+  if (options.warmupSeconds > 0) for (const server of servers) await run(server, options.warmupSeconds);
+  const runs = new Map<BenchServer, LoadResult[]>(servers.map((server) => [server, []]));
+  const memory: MemoryPeak = { rssBytes: 0, rssAnonBytes: 0, heapUsedBytes: undefined };
+  for (let index = 0; index < options.runs; index++) {
+    // Alternate which server goes first, so drift in the machine's load falls on both.
+    const order = index % 2 === 0 ? servers : [...servers].reverse();
+    for (const server of order) {
+      const sampler = server === digestd ? sampleDuring(digestd, context.probeDir, memory) : undefined;
+      const cpuBefore = server.process.pid === undefined ? 0 : await cpuMicros(server.process.pid);
+      const result = await run(server, options.seconds);
+      await sampler?.stop();
+      const cpuAfter = server.process.pid === undefined ? 0 : await cpuMicros(server.process.pid);
+      result.serverCpuMicrosPerRequest = result.requests > 0 ? (cpuAfter - cpuBefore) / result.requests : 0;
+      runs.get(server)?.push(result);
+      log(
+        `${context.label}, ${server.name} run ${index + 1}/${options.runs}: ${Math.round(result.requestsPerSecond).toLocaleString('en-US')} req/s, p99 ${result.p99Ms.toFixed(1)} ms, ${result.serverCpuMicrosPerRequest.toFixed(0)} µs CPU/request${result.errors > 0 ? `, ${result.errors} errors` : ''}`,
+      );
+    }
+  }
+  const digestdSummary = summarize(runs.get(digestd) ?? []);
+  const baselineSummary = baseline ? summarize(runs.get(baseline) ?? []) : undefined;
+  return {
+    storeSize: context.storeSize,
+    workers: context.workers,
+    scenario: scenario.name,
+    tool,
+    digestd: { ...digestdSummary, memory },
+    baseline: baselineSummary,
+    ratio: baselineSummary ? digestdSummary.requestsPerSecond / baselineSummary.requestsPerSecond : undefined,
+  };
+}
+
+/** Samples the server's memory every 500 ms until stopped, keeping the peaks in `peak`. */
+function sampleDuring(server: BenchServer, probeDir: string, peak: MemoryPeak): { stop(): Promise<void> } {
+  const pid = server.process.pid;
+  let pending: Promise<void> = Promise.resolve();
+  const take = () => {
+    if (pid === undefined) return;
+    pending = sampleMemory(pid, probeDir)
+      .then((sample) => {
+        peak.rssBytes = Math.max(peak.rssBytes, sample.rssBytes);
+        peak.rssAnonBytes = Math.max(peak.rssAnonBytes, sample.rssAnonBytes);
+        if (sample.heapUsedBytes !== undefined)
+          peak.heapUsedBytes = Math.max(peak.heapUsedBytes ?? 0, sample.heapUsedBytes);
+      })
+      .catch(() => undefined);
+  };
+  const timer = setInterval(take, 500);
+  return {
+    async stop() {
+      clearInterval(timer);
+      take();
+      await pending;
+    },
+  };
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
