@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpsServer } from 'node:https';
 import {
   fastify,
   LogController,
   type FastifyError,
   type FastifyInstance,
-  type FastifyServerFactory,
   type FastifyServerOptions,
 } from 'fastify';
 import type { Logger } from '../log/logger.js';
@@ -18,9 +16,17 @@ import {
   PayloadTooLarge,
   RouteNotFound,
   UnsupportedMediaType,
+  UriTooLong,
 } from '../errors.js';
 import type { MessageStore } from '../store/types.js';
 import { registerBodyParsers, JSON_MEDIA_TYPE } from './body.js';
+import {
+  answerClientError,
+  DEFAULT_CONNECTION_OPTIONS,
+  rejectLongUrls,
+  serverFactoryFor,
+  type ConnectionOptions,
+} from './connection.js';
 import { healthRoutes } from './routes/health.js';
 import { messageRoutes } from './routes/messages.js';
 
@@ -34,6 +40,8 @@ export interface AppOptions {
   maxMessageBytes: number;
   /** TLS options passed to node:https; plain HTTP when absent. */
   https?: { cert: string; key: string } | undefined;
+  /** Timeouts and size limits for connections; DEFAULT_CONNECTION_OPTIONS when absent. */
+  connection?: ConnectionOptions | undefined;
 }
 
 /** Room for the JSON framing and escapes around a message of the maximum size. */
@@ -43,6 +51,7 @@ export function bodyLimitFor(maxMessageBytes: number): number {
 
 /** Builds the Fastify application. It never listens; the caller does. */
 export function buildApp(options: AppOptions): FastifyInstance {
+  const connection = options.connection ?? DEFAULT_CONNECTION_OPTIONS;
   const serverOptions: FastifyServerOptions = {
     loggerInstance: options.logger,
     // One access line per request, written by our onResponse hook instead of Fastify's two.
@@ -51,25 +60,32 @@ export function buildApp(options: AppOptions): FastifyInstance {
     requestIdHeader: false,
     bodyLimit: bodyLimitFor(options.maxMessageBytes),
     return503OnClosing: true,
+    clientErrorHandler: answerClientError,
+    // Long URLs answer 414 in one place (rejectLongUrls below); a long digest is just not found.
+    routerOptions: { maxParamLength: connection.maxUrlBytes },
     frameworkErrors: (error, request, reply) => {
       // Malformed percent-encoding in the path: for /messages/<digest> that is simply a digest
       // that cannot exist.
       const notFound = request.url.startsWith('/messages/')
         ? new MessageNotFound()
         : new RouteNotFound(request.method, request.url);
+      // A path parameter can only pass maxParamLength (= maxUrlBytes) when the URL does too.
+      const tooLong = new UriTooLong(connection.maxUrlBytes);
       void sendError(
         reply,
-        error.code === 'FST_ERR_BAD_URL' ? notFound : toDigestdError(error, options.maxMessageBytes),
+        error.code === 'FST_ERR_BAD_URL'
+          ? notFound
+          : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? tooLong
+            : toDigestdError(error, options.maxMessageBytes),
       );
     },
   };
-  const { https } = options;
-  // node:https.Server handles requests exactly like node:http.Server; building it here keeps one
-  // Fastify type for both and leaves the server's TLS context to us (setSecureContext on reload).
-  const serverFactory: FastifyServerFactory | undefined =
-    https &&
-    ((handler) => createHttpsServer({ cert: https.cert, key: https.key, minVersion: 'TLSv1.2' }, handler));
-  const app = fastify({ ...serverOptions, ...(serverFactory && { serverFactory }) });
+  // node:https.Server handles requests exactly like node:http.Server; building it ourselves keeps
+  // one Fastify type for both, leaves the server's TLS context to us (setSecureContext on reload)
+  // and applies the connection limits (src/http/connection.ts).
+  const app = fastify({ ...serverOptions, serverFactory: serverFactoryFor(options.https, connection) });
+  app.addHook('onRequest', rejectLongUrls(connection.maxUrlBytes));
 
   app.decorate('store', options.store);
   registerBodyParsers(app);

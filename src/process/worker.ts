@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import { buildApp } from '../http/app.js';
+import { connectionOptionsFrom } from '../http/connection.js';
 import type { TlsMaterial } from '../http/tls.js';
 import type { Logger } from '../log/logger.js';
 import { openStore } from '../store/open.js';
@@ -21,6 +22,7 @@ export async function runWorker({ config, logger, tls }: WorkerOptions): Promise
     logger,
     maxMessageBytes: config.maxMessageBytes,
     https: tls && { cert: tls.cert, key: tls.key },
+    connection: connectionOptionsFrom(config),
   });
   app.addHook('onClose', async () => {
     await store.close();
