@@ -1,4 +1,9 @@
-import { createServer as createHttpServer, STATUS_CODES, type ServerOptions } from 'node:http';
+import {
+  createServer as createHttpServer,
+  STATUS_CODES,
+  type RequestListener,
+  type ServerOptions,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyServerFactory, onRequestHookHandler } from 'fastify';
@@ -85,7 +90,8 @@ export function serverFactoryFor(
       Math.floor(Math.min(connection.headersTimeoutMs, connection.requestTimeoutMs) / 5),
     ),
   };
-  return (handler) => {
+  return (fastifyHandler) => {
+    const handler = oneRequestAtATime(fastifyHandler);
     const server = https
       ? createHttpsServer(
           {
@@ -108,6 +114,34 @@ export function serverFactoryFor(
 }
 
 /**
+ * Node starts the handler of every pipelined request as soon as it is parsed, so a GET pipelined
+ * behind a POST of the same message could run before the write is durable and answer 404.
+ * RFC 9112 (9.3.2) allows parallel processing only when every request is safe; this runs the
+ * requests of one connection one after the other, which costs nothing since responses on a
+ * connection are sent in order anyway.
+ */
+function oneRequestAtATime(handler: RequestListener): RequestListener {
+  const queues = new WeakMap<object, (() => void)[]>();
+  return (request, response) => {
+    let queue = queues.get(request.socket);
+    if (queue === undefined) {
+      queue = [];
+      queues.set(request.socket, queue);
+    }
+    const waiting = queue;
+    const run = () => {
+      response.once('close', () => {
+        waiting.shift();
+        waiting[0]?.();
+      });
+      handler(request, response);
+    };
+    waiting.push(run);
+    if (waiting.length === 1) run();
+  };
+}
+
+/**
  * Fastify's clientErrorHandler: node's HTTP parser failed or timed out before there was a request,
  * so no Fastify reply exists and the error handler in app.ts cannot run. The answer is written to
  * the socket in the same `{"err_msg", "code"}` shape, then the connection is closed.
@@ -115,6 +149,15 @@ export function serverFactoryFor(
 export function answerClientError(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex) {
   // A reset or destroyed socket has nobody left to answer.
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  // node:https forwards TLS failures (handshake timeout, plain HTTP on the TLS port, bad records)
+  // here too; before a completed handshake there is no HTTP to answer with, only a close.
+  const fromHttpParser =
+    error.code?.startsWith('HPE_') === true || error.code?.startsWith('ERR_HTTP_') === true;
+  if (!fromHttpParser) {
+    this.log.debug({ code: error.code }, 'connection failed before HTTP');
+    socket.destroy();
+    return;
+  }
   const answer = clientErrorFor(error);
   this.log.debug({ code: error.code, status: answer.statusCode }, 'client error');
   // Like node's own handler: never write into the middle of a response already on its way.
