@@ -4,7 +4,7 @@
  * a restart on the same data directory every recorded digest must return its message.
  *
  *   npm run build && node --import tsx scripts/crash-consistency.ts --rounds 20
- *   node --import tsx scripts/crash-consistency.ts --rounds 3 -- --workers 2   (extra serve flags)
+ *   node --import tsx scripts/crash-consistency.ts --rounds 3 -- --max-connections 500   (extra serve flags)
  *
  * Exits 0 when nothing acknowledged was lost, 1 otherwise. --json prints one JSON summary line.
  */
