@@ -271,6 +271,64 @@ export const SETTINGS = {
     max: 1000,
     help: 'Log files kept, the current one included (PATH, PATH.1, ...); the oldest is deleted.',
   },
+  // Connection protection
+  headersTimeout: {
+    kind: 'integer',
+    flag: 'headers-timeout',
+    env: 'DIGESTD_HEADERS_TIMEOUT',
+    default: 10_000,
+    min: 1,
+    max: 3_600_000,
+    placeholder: 'MS',
+    help: 'Milliseconds a client has for the TLS handshake, and again for sending the request line and headers; slower ones get 408 and are cut off.',
+  },
+  requestTimeout: {
+    kind: 'integer',
+    flag: 'request-timeout',
+    env: 'DIGESTD_REQUEST_TIMEOUT',
+    default: 60_000,
+    min: 1,
+    max: 3_600_000,
+    placeholder: 'MS',
+    help: 'Milliseconds a client has for sending a whole request, body included (at least --headers-timeout); slower ones get 408 and are cut off.',
+  },
+  keepAliveTimeout: {
+    kind: 'integer',
+    flag: 'keep-alive-timeout',
+    env: 'DIGESTD_KEEP_ALIVE_TIMEOUT',
+    default: 72_000,
+    min: 1,
+    max: 3_600_000,
+    placeholder: 'MS',
+    help: 'Milliseconds an idle keep-alive connection stays open (longer than a load balancer idle timeout of 60 s).',
+  },
+  maxHeaderBytes: {
+    kind: 'bytes',
+    flag: 'max-header-bytes',
+    env: 'DIGESTD_MAX_HEADER_BYTES',
+    default: 16 * 1024,
+    min: 1024,
+    max: 1 * MiB,
+    help: 'Largest request line plus headers, in bytes. Larger answers 431.',
+  },
+  maxUrlBytes: {
+    kind: 'bytes',
+    flag: 'max-url-bytes',
+    env: 'DIGESTD_MAX_URL_BYTES',
+    default: 8 * 1024,
+    min: 128,
+    max: 1 * MiB,
+    help: 'Longest request URL, in bytes. Longer answers 414 (431 beyond --max-header-bytes).',
+  },
+  maxConnections: {
+    kind: 'integer',
+    flag: 'max-connections',
+    env: 'DIGESTD_MAX_CONNECTIONS',
+    default: 10_000,
+    min: 0,
+    max: 1_000_000,
+    help: 'Most open connections per serving process; more are closed on accept (0: no limit).',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 type Settings = typeof SETTINGS;
@@ -489,6 +547,9 @@ export function loadConfig(
   }
   if (config.metricsPort !== undefined && config.metricsPort !== 0 && config.metricsPort === config.port) {
     problems.push('--metrics-port: must differ from --port');
+  }
+  if ((config.headersTimeout as number) > (config.requestTimeout as number)) {
+    problems.push('--headers-timeout must not be longer than --request-timeout');
   }
   if (problems.length > 0) throw new InvalidConfig(problems);
   return Object.freeze(config) as Config;

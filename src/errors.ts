@@ -161,3 +161,29 @@ export class InvalidConfig extends DigestdError {
     this.problems = problems;
   }
 }
+
+// Connection protection: answered by node's HTTP parser hooks or before routing.
+
+export class UriTooLong extends DigestdError {
+  constructor(limitBytes: number) {
+    super(`The request URL is longer than the limit of ${limitBytes} bytes.`, 'URI_TOO_LONG', 414);
+  }
+}
+
+export class HeadersTooLarge extends DigestdError {
+  constructor() {
+    super('The request line and headers are larger than the server accepts.', 'HEADERS_TOO_LARGE', 431);
+  }
+}
+
+export class RequestTimeout extends DigestdError {
+  constructor() {
+    super('The request was not received in time.', 'REQUEST_TIMEOUT', 408);
+  }
+}
+
+export class MalformedRequest extends DigestdError {
+  constructor() {
+    super('The request is not valid HTTP/1.1.', 'MALFORMED_REQUEST', 400);
+  }
+}

@@ -55,3 +55,38 @@ describe('configuration', () => {
     assert.equal(redactConfig(loadConfig([], {})).port, 8443);
   });
 });
+
+describe('configuration: connection protection', () => {
+  it('has the documented defaults', () => {
+    const config = loadConfig([], {});
+    assert.equal(config.headersTimeout, 10_000);
+    assert.equal(config.requestTimeout, 60_000);
+    assert.equal(config.keepAliveTimeout, 72_000);
+    assert.equal(config.maxHeaderBytes, 16 * 1024);
+    assert.equal(config.maxUrlBytes, 8 * 1024);
+    assert.equal(config.maxConnections, 10_000);
+  });
+
+  it('reads flags and environment variables', () => {
+    const config = loadConfig(['--headers-timeout', '2000', '--max-header-bytes', '32KiB'], {
+      DIGESTD_MAX_CONNECTIONS: '0',
+      DIGESTD_MAX_URL_BYTES: '2K',
+    });
+    assert.equal(config.headersTimeout, 2000);
+    assert.equal(config.maxHeaderBytes, 32 * 1024);
+    assert.equal(config.maxConnections, 0);
+    assert.equal(config.maxUrlBytes, 2048);
+  });
+
+  it('refuses a header timeout longer than the request timeout, and zero timeouts', () => {
+    assert.throws(
+      () => loadConfig(['--headers-timeout', '5000', '--request-timeout', '1000'], {}),
+      (error: InvalidConfig) =>
+        error.problems.includes('--headers-timeout must not be longer than --request-timeout'),
+    );
+    assert.throws(
+      () => loadConfig(['--keep-alive-timeout', '0'], {}),
+      (error: InvalidConfig) => error.problems.some((problem) => problem.startsWith('--keep-alive-timeout')),
+    );
+  });
+});

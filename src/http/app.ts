@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpsServer } from 'node:https';
 import {
   fastify,
   LogController,
   type FastifyError,
   type FastifyInstance,
-  type FastifyServerFactory,
   type FastifyServerOptions,
 } from 'fastify';
 import accepts from '@fastify/accepts';
@@ -21,10 +19,18 @@ import {
   RouteNotFound,
   Unauthorized,
   UnsupportedMediaType,
+  UriTooLong,
 } from '../errors.js';
 import { collectProcessMetrics, instrumentStore, localMetricsText, metrics } from '../metrics.js';
 import type { MessageStore } from '../store/types.js';
 import { ACCEPTED_BODY_TYPES, registerBodyParsers, JSON_MEDIA_TYPE } from './body.js';
+import {
+  answerClientError,
+  DEFAULT_CONNECTION_OPTIONS,
+  rejectLongUrls,
+  serverFactoryFor,
+  type ConnectionOptions,
+} from './connection.js';
 import {
   addSecurityHeaders,
   limitRate,
@@ -63,6 +69,8 @@ export interface AppOptions {
    * separate listener (--metrics-port). @default this process's own metrics
    */
   metrics?: { collect: () => Promise<string> } | false;
+  /** Timeouts and size limits for connections; DEFAULT_CONNECTION_OPTIONS when absent. */
+  connection?: ConnectionOptions | undefined;
 }
 
 /** Default of --batch-max. */
@@ -73,13 +81,9 @@ export function bodyLimitFor(maxMessageBytes: number): number {
   return maxMessageBytes * 2 + 1024;
 }
 
-/** The TLS settings of the HTTPS server, also applied by setSecureContext when they are reloaded. */
-export function secureContextOptions(https: { cert: string; key: string }) {
-  return { cert: https.cert, key: https.key, minVersion: 'TLSv1.2' as const };
-}
-
 /** Builds the Fastify application. It never listens; the caller does. */
 export function buildApp(options: AppOptions): FastifyInstance {
+  const connection = options.connection ?? DEFAULT_CONNECTION_OPTIONS;
   const serverOptions: FastifyServerOptions = {
     loggerInstance: options.logger,
     // One access line per request, written by our onResponse hook instead of Fastify's two.
@@ -88,25 +92,33 @@ export function buildApp(options: AppOptions): FastifyInstance {
     requestIdHeader: false,
     bodyLimit: bodyLimitFor(options.maxMessageBytes),
     return503OnClosing: true,
+    clientErrorHandler: answerClientError,
+    // Long URLs answer 414 in one place (rejectLongUrls below); a long digest is just not found.
+    routerOptions: { maxParamLength: connection.maxUrlBytes },
     frameworkErrors: (error, request, reply) => {
       // Malformed percent-encoding in the path: for /messages/<digest> that is simply a digest
       // that cannot exist.
       const notFound = request.url.startsWith('/messages/')
         ? new MessageNotFound()
         : new RouteNotFound(request.method, request.url);
+      // A path parameter can only pass maxParamLength (= maxUrlBytes) when the URL does too.
+      const tooLong = new UriTooLong(connection.maxUrlBytes);
       // This path skips the onSend hooks, so the security headers are set here.
       void sendError(
         reply.headers(securityHeaders({ tls: options.https !== undefined })),
-        error.code === 'FST_ERR_BAD_URL' ? notFound : toDigestdError(error, options.maxMessageBytes),
+        error.code === 'FST_ERR_BAD_URL'
+          ? notFound
+          : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? tooLong
+            : toDigestdError(error, options.maxMessageBytes),
       );
     },
   };
-  const { https } = options;
-  // node:https.Server handles requests exactly like node:http.Server; building it here keeps one
-  // Fastify type for both and leaves the server's TLS context to us (setSecureContext on reload).
-  const serverFactory: FastifyServerFactory | undefined =
-    https && ((handler) => createHttpsServer(secureContextOptions(https), handler));
-  const app = fastify({ ...serverOptions, ...(serverFactory && { serverFactory }) });
+  // node:https.Server handles requests exactly like node:http.Server; building it ourselves keeps
+  // one Fastify type for both, leaves the server's TLS context to us (setSecureContext on reload)
+  // and applies the connection limits (src/http/connection.ts).
+  const app = fastify({ ...serverOptions, serverFactory: serverFactoryFor(options.https, connection) });
+  app.addHook('onRequest', rejectLongUrls(connection.maxUrlBytes));
 
   // Bodies are checked by hand in the handlers, without coercion and with precise errors; the
   // route schemas describe the API (OpenAPI, response serialization) but never validate or coerce.
@@ -151,7 +163,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     done();
   });
 
-  addSecurityHeaders(app, { tls: https !== undefined });
+  addSecurityHeaders(app, { tls: options.https !== undefined });
   handleErrors(app, options.maxMessageBytes);
   const pressure = options.pressure;
   if (pressure && (pressure.maxEventLoopDelayMs || pressure.maxHeapUsedBytes || pressure.maxRssBytes)) {

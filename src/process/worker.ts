@@ -1,6 +1,7 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyInstance } from 'fastify';
-import { buildApp, secureContextOptions } from '../http/app.js';
+import { buildApp } from '../http/app.js';
+import { connectionOptionsFrom, secureContextOptions } from '../http/connection.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { openSharedRedis, openStore } from '../store/open.js';
@@ -72,6 +73,7 @@ export function runClusterWorker(): void {
         ...settings,
         rateLimit: settings.rateLimit && { ...settings.rateLimit, redis: sharedRedis },
         https: message.tls,
+        connection: connectionOptionsFrom(config),
         // With --metrics-port, /metrics lives on the primary's own listener instead.
         metrics: config.metricsPort === undefined ? { collect: () => metricsText() } : false,
       });
