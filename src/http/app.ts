@@ -227,12 +227,15 @@ function sendError(reply: import('fastify').FastifyReply, error: DigestdError) {
   void reply.header('cache-control', 'no-store');
   // A 304 or 200 path may have set validators before failing; they do not describe this error.
   reply.removeHeader('etag');
+  const body = { err_msg: error.message, code: error.code };
+  void reply.code(error.statusCode).header('content-type', JSON_MEDIA_TYPE);
+  // A HEAD answer has the headers of the GET answer and no body, on every path (the routes' own
+  // HEAD handling does not cover the not-found handler).
+  if (reply.request.method === 'HEAD') {
+    return reply.header('content-length', Buffer.byteLength(JSON.stringify(body))).send();
+  }
   // A per-reply serializer also keeps Fastify from appending a charset on paths that skip hooks.
-  return reply
-    .code(error.statusCode)
-    .header('content-type', JSON_MEDIA_TYPE)
-    .serializer(JSON.stringify)
-    .send({ err_msg: error.message, code: error.code });
+  return reply.serializer(JSON.stringify).send(body);
 }
 
 /** Maps anything thrown while handling a request to one of our errors; unknown ones become 500. */

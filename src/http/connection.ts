@@ -115,9 +115,26 @@ export function serverFactoryFor(
           handler,
         )
       : createHttpServer(httpOptions, handler);
-    if (connection.maxConnections > 0) server.maxConnections = connection.maxConnections;
+    if (connection.maxConnections > 0) limitConnections(server, connection.maxConnections);
     return server;
   };
+}
+
+/**
+ * Closes, on accept, every connection past `max` open ones. node's own server.maxConnections is
+ * not enforced in a node:cluster worker (the primary accepts and hands the sockets over), so the
+ * count is kept here, where it holds in both modes.
+ */
+function limitConnections(server: import('node:net').Server, max: number): void {
+  let open = 0;
+  server.on('connection', (socket: import('node:net').Socket) => {
+    if (open >= max) {
+      socket.destroy();
+      return;
+    }
+    open += 1;
+    socket.once('close', () => (open -= 1));
+  });
 }
 
 /**

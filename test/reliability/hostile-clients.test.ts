@@ -232,12 +232,24 @@ describe('thousands of idle connections', () => {
     { timeout: 120_000 },
     async () => {
       const server = await startServer({
-        args: ['--max-connections', '100', '--headers-timeout', '600000', '--request-timeout', '600000'],
+        // --max-connections holds per serving process: one worker makes the bound exact.
+        args: [
+          '--workers',
+          '1',
+          '--max-connections',
+          '100',
+          '--headers-timeout',
+          '600000',
+          '--request-timeout',
+          '600000',
+        ],
       });
       try {
         const idle = await openIdle(server, 2000);
         // Everything over the limit is closed on accept; exactly the limit stays open.
-        await eventually(() => idle.closedByServer() === 1900);
+        await eventually(() => idle.closedByServer() === 1900).catch((error: unknown) => {
+          throw new Error(`closed ${idle.closedByServer()}`, { cause: error });
+        });
         assert.equal(idle.sockets.filter((socket) => !socket.destroyed).length, 100);
         await assert.rejects(
           request(`${server.url}/healthz`, { ca: server.ca, agent: false }),
@@ -257,7 +269,16 @@ describe('thousands of idle connections', () => {
     { timeout: 120_000 },
     async () => {
       const server = await startServer({
-        args: ['--max-connections', '50', '--headers-timeout', '300', '--request-timeout', '1000'],
+        args: [
+          '--workers',
+          '1',
+          '--max-connections',
+          '50',
+          '--headers-timeout',
+          '300',
+          '--request-timeout',
+          '1000',
+        ],
       });
       try {
         const idle = await openIdle(server, 2000);
