@@ -88,44 +88,66 @@ export function collectProcessMetrics(): void {
   collectDefaultMetrics({ register: workerRegistry });
 }
 
+/**
+ * The labelled children of the per-request metrics, looked up once per distinct label set:
+ * prom-client hashes the label object on every inc/observe otherwise, which showed in profiles.
+ */
+const requestChildren = new Map<
+  string,
+  { count: ReturnType<Counter['labels']>; duration: ReturnType<Histogram['labels']> }
+>();
+
+/** Counts one answered request and its duration in seconds. */
+export function countRequest(method: string, route: string, status: number, seconds: number): void {
+  const key = `${method} ${status} ${route}`;
+  let children = requestChildren.get(key);
+  if (children === undefined) {
+    const labels = { method, route, status: String(status) };
+    children = {
+      count: metrics.httpRequests.labels(labels),
+      duration: metrics.httpRequestDuration.labels(labels),
+    };
+    requestChildren.set(key, children);
+  }
+  children.count.inc();
+  children.duration.observe(seconds);
+}
+
 /** Store methods whose latency is measured; others pass through untouched. */
-const TIMED_OPERATIONS = new Set(['get', 'getMany', 'has', 'put', 'putMany', 'ping']);
+const TIMED_OPERATIONS = ['get', 'getMany', 'has', 'put', 'putMany', 'ping'] as const;
 
 /**
  * Wraps a store so that each operation's latency lands in `digestd_store_operation_duration_seconds`.
- * A Proxy rather than a class, so that methods added to the store contract later pass through.
+ * The timed methods are wrapped once; every other property (methods added to the store contract
+ * later included) passes through to the store itself.
  */
 export function instrumentStore(store: MessageStore): MessageStore {
+  const timed: Record<string, unknown> = {};
+  for (const operation of TIMED_OPERATIONS) {
+    const method = (store as unknown as Record<string, unknown>)[operation];
+    if (typeof method !== 'function') continue;
+    const observe = {
+      ok: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'ok' }),
+      error: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'error' }),
+    };
+    timed[operation] = async (...parameters: unknown[]) => {
+      const started = performance.now();
+      try {
+        const result: unknown = await (method as (...values: unknown[]) => unknown).apply(store, parameters);
+        observe.ok.observe((performance.now() - started) / 1000);
+        return result;
+      } catch (error) {
+        observe.error.observe((performance.now() - started) / 1000);
+        throw error;
+      }
+    };
+  }
   return new Proxy(store, {
     get(target, property) {
-      // The target as receiver: stores keep state in private fields, which a Proxy cannot reach.
+      if (typeof property === 'string' && Object.hasOwn(timed, property)) return timed[property];
       const value: unknown = Reflect.get(target, property);
-      if (typeof value !== 'function') return value;
-      const method = value as (...parameters: unknown[]) => unknown;
-      if (typeof property !== 'string' || !TIMED_OPERATIONS.has(property)) return method.bind(target);
-      return (...parameters: unknown[]) => {
-        const stop = metrics.storeOperationDuration.startTimer({ store: target.kind, operation: property });
-        try {
-          const result = method.apply(target, parameters);
-          if (result instanceof Promise) {
-            return result.then(
-              (resolved: unknown) => {
-                stop({ outcome: 'ok' });
-                return resolved;
-              },
-              (error: unknown) => {
-                stop({ outcome: 'error' });
-                throw error;
-              },
-            );
-          }
-          stop({ outcome: 'ok' });
-          return result;
-        } catch (error) {
-          stop({ outcome: 'error' });
-          throw error;
-        }
-      };
+      // The target as receiver: stores keep state in private fields, which a Proxy cannot reach.
+      return typeof value === 'function' ? (value as (...values: unknown[]) => unknown).bind(target) : value;
     },
   });
 }

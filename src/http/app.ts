@@ -21,7 +21,7 @@ import {
   UnsupportedMediaType,
   UriTooLong,
 } from '../errors.js';
-import { collectProcessMetrics, instrumentStore, localMetricsText, metrics } from '../metrics.js';
+import { collectProcessMetrics, countRequest, instrumentStore, localMetricsText } from '../metrics.js';
 import type { MessageStore } from '../store/types.js';
 import { ACCEPTED_BODY_TYPES, registerBodyParsers, JSON_MEDIA_TYPE } from './body.js';
 import {
@@ -153,13 +153,12 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   app.addHook('onResponse', (request, reply, done) => {
     // Route patterns, not URLs, so the number of label values stays bounded.
-    const labels = {
-      method: request.method,
-      route: request.routeOptions.url ?? 'unmatched',
-      status: String(reply.statusCode),
-    };
-    metrics.httpRequests.inc(labels);
-    metrics.httpRequestDuration.observe(labels, reply.elapsedTime / 1000);
+    countRequest(
+      request.method,
+      request.routeOptions.url ?? 'unmatched',
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
     done();
   });
 
