@@ -132,7 +132,7 @@ export const SETTINGS = {
     min: 10,
     max: 600_000,
     placeholder: 'MS',
-    help: 'Milliseconds any store operation may take; then the request answers 503 STORE_UNAVAILABLE.',
+    help: 'Milliseconds any store operation may take before it fails with STORE_UNAVAILABLE (a request then answers 503).',
     commands: ['serve', 'migrate', 'verify'],
   },
   cacheBytes: {
@@ -570,6 +570,16 @@ export function redactConfig(config: Config): Record<string, unknown> {
   return shown;
 }
 
+/** A default as a person reads it: byte sizes in KiB/MiB when they divide evenly. */
+function formatDefault(spec: SettingSpec): string {
+  const value = spec.default;
+  if (spec.kind === 'bytes' && typeof value === 'number' && value > 0) {
+    if (value % MiB === 0) return `${value / MiB}MiB`;
+    if (value % 1024 === 0) return `${value / 1024}KiB`;
+  }
+  return String(value);
+}
+
 /** The options part of --help for one subcommand, generated from the schema. */
 export function settingsHelp(command: Command = 'serve'): string {
   const rows = settingsOf(command).map(([, spec]) => {
@@ -577,7 +587,7 @@ export function settingsHelp(command: Command = 'serve'): string {
       spec.kind === 'boolean'
         ? `--${spec.flag}, --no-${spec.flag}`
         : `--${spec.flag} ${spec.placeholder ?? spec.kind.toUpperCase()}`;
-    const fallback = spec.default === undefined ? '' : ` (default: ${String(spec.default)})`;
+    const fallback = spec.default === undefined ? '' : ` (default: ${formatDefault(spec)})`;
     return [flag, `${spec.help}${fallback} [env ${spec.env}]`] as const;
   });
   const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
