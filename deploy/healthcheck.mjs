@@ -8,6 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import path from 'node:path';
 import process from 'node:process';
+import { rootCertificates } from 'node:tls';
 import { loadConfig } from '../dist/config.js';
 
 const TIMEOUT_MS = 2500;
@@ -30,7 +31,12 @@ let send = httpRequest;
 if (config.tls) {
   send = httpsRequest;
   try {
-    options.ca = readFileSync(config.tlsCert ?? path.join(config.dataDir, 'tls', 'cert.pem'));
+    // The generated certificate is its own CA; an operator's certificate (maybe a chain without
+    // its root) is checked against the system's CAs as well.
+    options.ca = [
+      readFileSync(config.tlsCert ?? path.join(config.dataDir, 'tls', 'cert.pem')),
+      ...rootCertificates,
+    ];
   } catch (error) {
     fail(`cannot read the server certificate: ${error.message}`);
   }

@@ -329,6 +329,14 @@ export const SETTINGS = {
     max: 1_000_000,
     help: 'Most open connections per serving process; more are closed on accept (0: no limit).',
   },
+  // Behind a load balancer
+  trustProxy: {
+    kind: 'list',
+    flag: 'trust-proxy',
+    env: 'DIGESTD_TRUST_PROXY',
+    placeholder: 'ADDRESS',
+    help: 'Addresses or CIDRs of proxies whose X-Forwarded-For names the client (for the rate limit and the access log); repeat or comma-separate.',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 type Settings = typeof SETTINGS;

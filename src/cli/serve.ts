@@ -70,11 +70,11 @@ export async function serve(argv: readonly string[]): Promise<void> {
     logger.info('SIGHUP: reloading the TLS certificate and reopening the log file');
     void sink.reopen().then(() => logger.info('reopened the log file'));
     if (tls) {
-      loadTls(config).then(
-        (material) => material && supervisor.reloadTls(material),
-        (error: unknown) =>
+      loadTls(config)
+        .then((material) => material && supervisor.reloadTls(material))
+        .catch((error: unknown) =>
           logger.error({ err: error }, 'could not reload the TLS certificate; keeping the current one'),
-      );
+        );
     }
   });
 

@@ -69,6 +69,8 @@ export interface AppOptions {
    * separate listener (--metrics-port). @default this process's own metrics
    */
   metrics?: { collect: () => Promise<string> } | false;
+  /** Proxies trusted to name the client in X-Forwarded-For (request.ip); none by default. */
+  trustProxy?: readonly string[] | undefined;
   /** Timeouts and size limits for connections; DEFAULT_CONNECTION_OPTIONS when absent. */
   connection?: ConnectionOptions | undefined;
 }
@@ -89,6 +91,8 @@ export function buildApp(options: AppOptions): FastifyInstance {
     // One access line per request, written by our onResponse hook instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
+    // Only the listed proxies may say who the client is (X-Forwarded-For); nobody by default.
+    ...(options.trustProxy && options.trustProxy.length > 0 && { trustProxy: [...options.trustProxy] }),
     requestIdHeader: false,
     bodyLimit: bodyLimitFor(options.maxMessageBytes),
     return503OnClosing: true,

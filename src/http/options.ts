@@ -5,7 +5,7 @@ import { readWriteTokenFile } from './protection.js';
 /** The HTTP settings of AppOptions that come straight from the configuration. */
 export type HttpSettings = Pick<
   AppOptions,
-  'maxMessageBytes' | 'batchMax' | 'writeTokens' | 'rateLimit' | 'pressure'
+  'maxMessageBytes' | 'batchMax' | 'writeTokens' | 'rateLimit' | 'pressure' | 'trustProxy'
 >;
 
 /**
@@ -18,6 +18,7 @@ export async function httpSettingsFromConfig(config: Config): Promise<HttpSettin
   return {
     maxMessageBytes: config.maxMessageBytes,
     batchMax: config.batchMax,
+    trustProxy: config.trustProxy,
     writeTokens: [...(config.writeToken ?? []), ...fileTokens],
     rateLimit: config.rateLimit && { max: config.rateLimit.max, windowMs: config.rateLimit.windowMs },
     pressure: {

@@ -51,6 +51,9 @@ function isMetricsMessage(message: unknown, type: string): message is MetricsMes
   );
 }
 
+/** A send on a closed IPC channel calls back with the error instead of emitting it. */
+const ignore = () => {};
+
 /** How long the primary waits for one worker's values, and a worker for the primary's answer. */
 export const METRICS_TIMEOUT_MS = 3000;
 
@@ -72,8 +75,9 @@ export function answerMetricsCollection(): void {
   process.on('message', (message: unknown) => {
     if (!isMetricsMessage(message, COLLECT)) return;
     workerRegistry.getMetricsAsJSON().then(
-      (metrics) => process.send?.({ type: COLLECTED, id: message.id, metrics }),
-      (error: unknown) => process.send?.({ type: COLLECTED, id: message.id, error: String(error) }),
+      (metrics) => process.send?.({ type: COLLECTED, id: message.id, metrics }, undefined, {}, ignore),
+      (error: unknown) =>
+        process.send?.({ type: COLLECTED, id: message.id, error: String(error) }, undefined, {}, ignore),
     );
   });
 }
@@ -105,7 +109,7 @@ function scrapeThroughPrimary(timeoutMs: number): Promise<string> {
       process.off('message', onMessage);
     };
     process.on('message', onMessage);
-    process.send?.({ type: SCRAPE, id });
+    process.send?.({ type: SCRAPE, id }, undefined, {}, ignore);
   });
 }
 

@@ -66,7 +66,9 @@ export function runClusterWorker(): void {
       answerMetricsCollection();
       const settings = await httpSettingsFromConfig(config);
       // With a Redis store, every node counts a client's requests in that Redis.
-      const sharedRedis = settings.rateLimit ? await openSharedRedis(config.store) : undefined;
+      const sharedRedis = settings.rateLimit
+        ? await openSharedRedis(config.store, config.storeTimeout)
+        : undefined;
       app = buildApp({
         store,
         logger,

@@ -129,14 +129,23 @@ export async function openStore(url: string, settings: StoreSettings = {}): Prom
  * A Redis client for state that every node must share (the rate limiter's counters), connected to
  * the Redis or Redis Cluster that holds the messages. Undefined for stores that are not Redis.
  */
-export async function openSharedRedis(url: string): Promise<Redis | Cluster | undefined> {
+export async function openSharedRedis(
+  url: string,
+  timeoutMs = DEFAULT_STORE_TIMEOUT_MS,
+): Promise<Redis | Cluster | undefined> {
   const location = parseStoreUrl(url);
   if (location.kind !== 'redis' && location.kind !== 'redis-cluster') return undefined;
   const ioredis = await import('ioredis');
+  // Bounded like the store's own operations: a Redis that hangs must not hold requests.
+  const options = {
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    maxRetriesPerRequest: 1,
+  };
   const client =
     location.kind === 'redis'
-      ? new ioredis.Redis(location.url, { maxRetriesPerRequest: 1 })
-      : new ioredis.Cluster(location.nodes, { redisOptions: { maxRetriesPerRequest: 1 } });
+      ? new ioredis.Redis(location.url, options)
+      : new ioredis.Cluster(location.nodes, { redisOptions: options });
   // Errors surface on each command (the limiter then lets requests through); the client reconnects.
   client.on('error', () => {});
   return client;

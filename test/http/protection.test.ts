@@ -209,6 +209,33 @@ describe('rate limit', () => {
   });
 });
 
+describe('rate limit behind a trusted proxy', () => {
+  it('counts the client named in X-Forwarded-For by a trusted proxy, and ignores it from anyone else', async () => {
+    const testApp = await buildTestApp({ rateLimit: { max: 2, windowMs: 60_000 }, trustProxy: ['10.9.9.9'] });
+    try {
+      const get = (remoteAddress: string, forwardedFor: string) =>
+        testApp.app.inject({
+          method: 'GET',
+          url: `/messages/${'0'.repeat(64)}`,
+          remoteAddress,
+          headers: { 'x-forwarded-for': forwardedFor },
+        });
+      // Through the proxy, two clients each get their own two requests.
+      for (const client of ['192.0.2.1', '192.0.2.2']) {
+        assert.equal((await get('10.9.9.9', client)).statusCode, 404);
+        assert.equal((await get('10.9.9.9', client)).statusCode, 404);
+      }
+      assert.equal((await get('10.9.9.9', '192.0.2.1')).statusCode, 429);
+      // An untrusted sender cannot pick a fresh address for itself: it is counted as itself.
+      assert.equal((await get('198.51.100.7', '192.0.2.50')).statusCode, 404);
+      assert.equal((await get('198.51.100.7', '192.0.2.51')).statusCode, 404);
+      assert.equal((await get('198.51.100.7', '192.0.2.52')).statusCode, 429);
+    } finally {
+      await testApp.close();
+    }
+  });
+});
+
 describe('backpressure', () => {
   it('answers 503 OVERLOADED with Retry-After past the memory limit, keeping /healthz and /metrics open', async () => {
     // Any process uses more than 1 byte of heap: once under-pressure has sampled, requests are shed.

@@ -223,7 +223,7 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (
     {
       config: { write: true },
       schema: {
-        summary: 'Store many messages in one durable commit',
+        summary: 'Store many messages at once, all durable before the answer',
         description:
           'Every item is checked as POST /messages would check it; one bad item rejects the whole ' +
           'batch, naming its index. At most --batch-max items; the body limit applies.',
