@@ -124,8 +124,8 @@ const TIMED_OPERATIONS = ['get', 'getMany', 'has', 'put', 'putMany', 'ping'] as 
 export function instrumentStore(store: MessageStore): MessageStore {
   const timed: Record<string, unknown> = {};
   for (const operation of TIMED_OPERATIONS) {
-    const method = (store as unknown as Record<string, unknown>)[operation];
-    if (typeof method !== 'function') continue;
+    const methods = store as unknown as Record<string, (...values: unknown[]) => unknown>;
+    if (typeof methods[operation] !== 'function') continue;
     const observe = {
       ok: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'ok' }),
       error: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'error' }),
@@ -133,7 +133,8 @@ export function instrumentStore(store: MessageStore): MessageStore {
     timed[operation] = async (...parameters: unknown[]) => {
       const started = performance.now();
       try {
-        const result: unknown = await (method as (...values: unknown[]) => unknown).apply(store, parameters);
+        // Looked up at each call, so a method replaced on the store later is still the one timed.
+        const result: unknown = await methods[operation]!.apply(store, parameters);
         observe.ok.observe((performance.now() - started) / 1000);
         return result;
       } catch (error) {

@@ -118,7 +118,9 @@ function listFromBody(
 
 /** Whether the client prefers the raw text to JSON (q-values honoured; JSON wins ties and no-match). */
 function wantsText(request: FastifyRequest): boolean {
-  if (request.headers.accept === undefined) return false;
+  const accept = request.headers.accept;
+  // Text is chosen only when asked for by type (text/plain or text/*): skip negotiating otherwise.
+  if (accept === undefined || !accept.includes('text/')) return false;
   return request.accepts().type([JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE]) === TEXT_MEDIA_TYPE;
 }
 
