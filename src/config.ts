@@ -581,6 +581,8 @@ export function redactConfig(config: Config): Record<string, unknown> {
 /** A default as a person reads it: byte sizes in KiB/MiB when they divide evenly. */
 function formatDefault(spec: SettingSpec): string {
   const value = spec.default;
+  // Defaults read off this machine would mislead in help copied elsewhere.
+  if (spec.flag === 'workers') return 'the number of CPUs';
   if (spec.kind === 'bytes' && typeof value === 'number' && value > 0) {
     if (value % MiB === 0) return `${value / MiB}MiB`;
     if (value % 1024 === 0) return `${value / 1024}KiB`;
