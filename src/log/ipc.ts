@@ -12,6 +12,12 @@ export interface IpcLogDestinationOptions {
   /** Lines are sent together once this many bytes wait. @default 64 KiB */
   batchBytes?: number;
   /**
+   * Longest a line waits for its batch. One IPC message per event-loop turn cost the worker and
+   * the primary more CPU than the requests themselves under load; a SIGKILLed worker may lose this
+   * much of its last lines (a crash or a graceful stop flushes them). @default 20 ms
+   */
+  batchMs?: number;
+  /**
    * Bytes sent but not yet taken by the IPC channel; beyond this (the primary is not reading),
    * lines are dropped and counted instead of growing memory. @default 8 MiB
    */
@@ -25,12 +31,12 @@ function countLines(text: string): number {
 }
 
 /**
- * A pino destination in a worker: lines are batched (one IPC message per event-loop turn or per
- * 64 KiB) and sent to the primary, so workers never touch the log file. Writing never blocks.
+ * A pino destination in a worker: lines are batched (one IPC message per 20 ms or per 64 KiB) and sent to the primary, so workers never touch the log file. Writing never blocks.
  */
 export class IpcLogDestination {
   readonly #send: IpcLogDestinationOptions['send'];
   readonly #batchBytes: number;
+  readonly #batchMs: number;
   readonly #maxInFlightBytes: number;
   #batch = '';
   #scheduled = false;
@@ -42,6 +48,7 @@ export class IpcLogDestination {
   constructor(options: IpcLogDestinationOptions) {
     this.#send = options.send;
     this.#batchBytes = options.batchBytes ?? 64 * 1024;
+    this.#batchMs = options.batchMs ?? 20;
     this.#maxInFlightBytes = options.maxInFlightBytes ?? 8 * 1024 * 1024;
   }
 
@@ -51,7 +58,7 @@ export class IpcLogDestination {
     if (this.#batch.length >= this.#batchBytes) this.#sendBatch();
     else if (!this.#scheduled) {
       this.#scheduled = true;
-      setImmediate(() => this.#sendBatch());
+      setTimeout(() => this.#sendBatch(), this.#batchMs).unref();
     }
   }
 

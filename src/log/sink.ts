@@ -19,6 +19,8 @@ export interface LogSinkOptions {
 }
 
 const RETRY_MS = 1000;
+/** Longest wait for a log file stream to finish when it is replaced or closed. */
+const END_TIMEOUT_MS = 2000;
 
 function countLines(text: string): number {
   let lines = 0;
@@ -169,8 +171,15 @@ export class LogSink {
         resolve();
         return;
       }
-      stream.once('close', () => resolve());
-      stream.once('error', () => resolve());
+      // Bounded: a stream that never reports closing must not hold up a reopen or a shutdown.
+      const timer = setTimeout(resolve, END_TIMEOUT_MS);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      stream.once('finish', done);
+      stream.once('close', done);
+      stream.once('error', done);
       stream.end();
     });
   }

@@ -1,3 +1,4 @@
+import { after } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
@@ -56,6 +57,11 @@ export interface StartOptions {
 // A failed assertion must not leave servers behind that keep the test process alive.
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+// A test that fails before stopping its server would otherwise keep the test file running for ever:
+// at the end of each test file, whatever is still running is killed.
+after(() => {
   for (const child of running) child.kill('SIGKILL');
 });
 

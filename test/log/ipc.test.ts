@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { IpcLogDestination, type LogLinesMessage } from '../../src/log/ipc.js';
+
+function recorder() {
+  const sent: string[] = [];
+  const destination = new IpcLogDestination({
+    batchMs: 30,
+    send: (message: LogLinesMessage, callback) => {
+      sent.push(message.lines);
+      setImmediate(() => callback(null));
+    },
+  });
+  return { sent, destination };
+}
+
+describe('worker log lines over IPC', () => {
+  it('sends the lines written within the batch window as one message, in order', async () => {
+    const { sent, destination } = recorder();
+    for (let index = 0; index < 100; index += 1) destination.write(`{"n":${index}}\n`);
+    assert.equal(sent.length, 0, 'nothing is sent before the window ends');
+    await sleep(80);
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.split('\n').length - 1, 100);
+    assert.ok(sent[0]!.startsWith('{"n":0}\n') && sent[0]!.endsWith('{"n":99}\n'));
+  });
+
+  it('flush sends at once and calls back when the channel has taken everything', async () => {
+    const { sent, destination } = recorder();
+    destination.write('{"last":true}\n');
+    await new Promise<void>((resolve) => destination.flush(() => resolve()));
+    assert.deepEqual(sent, ['{"last":true}\n']);
+    assert.equal(destination.droppedLines, 0);
+  });
+
+  it('sends a full batch without waiting for the window', () => {
+    const sent: string[] = [];
+    const destination = new IpcLogDestination({
+      batchBytes: 64,
+      batchMs: 10_000,
+      send: (message, callback) => {
+        sent.push(message.lines);
+        callback(null);
+      },
+    });
+    destination.write(`${'x'.repeat(70)}\n`);
+    assert.equal(sent.length, 1);
+  });
+});
