@@ -1,13 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { settingsHelp } from '../config.js';
 import { DigestdError, InvalidConfig } from '../errors.js';
+import { VERSION } from '../version.js';
 import { migrate } from './migrate.js';
 import { serve } from './serve.js';
 import { verify } from './verify.js';
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+const version = VERSION;
 
 const USAGE = `digestd ${version}: a content-addressed message store over HTTPS.
 

@@ -9,7 +9,6 @@ import {
 import accepts from '@fastify/accepts';
 import type { Logger } from '../log/logger.js';
 import {
-  BadRequest,
   DigestdError,
   InternalError,
   MessageNotFound,
@@ -250,8 +249,6 @@ export function toDigestdError(error: unknown, maxMessageBytes: number): Digestd
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_INVALID_TYPE':
       return new UnsupportedMediaType(ACCEPTED_BODY_TYPES);
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new BadRequest('The request body is empty; send {"message": "<string>"}.');
     default:
       break;
   }

@@ -1,8 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import rateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { digestOf } from '../digest.js';
 import { InvalidConfig, Overloaded, TooManyRequests, Unauthorized } from '../errors.js';
 
 /** HSTS max-age: one year, without includeSubDomains (other hosts of the domain are not ours to decide). */
@@ -24,10 +25,6 @@ export function addSecurityHeaders(app: FastifyInstance, options: { tls: boolean
   });
 }
 
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
-
 const BEARER = /^Bearer[ \t]+([^ \t]+)[ \t]*$/i;
 
 /**
@@ -37,7 +34,7 @@ const BEARER = /^Bearer[ \t]+([^ \t]+)[ \t]*$/i;
  */
 export function requireWriteToken(app: FastifyInstance, tokens: readonly string[]): void {
   if (tokens.length === 0) return;
-  const hashes = tokens.map(sha256);
+  const hashes = tokens.map((token) => digestOf(token));
   app.addHook('onRequest', (request, _reply, done) => {
     if (request.routeOptions.config.write !== true) {
       done();
@@ -48,7 +45,7 @@ export function requireWriteToken(app: FastifyInstance, tokens: readonly string[
       done(new Unauthorized(request.headers.authorization !== undefined));
       return;
     }
-    const hash = sha256(presented);
+    const hash = digestOf(presented);
     let valid = false;
     for (const expected of hashes) valid = timingSafeEqual(hash, expected) || valid;
     done(valid ? undefined : new Unauthorized(true));

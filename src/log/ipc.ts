@@ -25,7 +25,8 @@ export interface IpcLogDestinationOptions {
   maxInFlightBytes?: number;
 }
 
-function countLines(text: string): number {
+/** Number of complete lines (newlines) in `text`, for counting dropped log lines. */
+export function countLines(text: string): number {
   let lines = 0;
   for (let index = text.indexOf('\n'); index !== -1; index = text.indexOf('\n', index + 1)) lines++;
   return lines;

@@ -1,5 +1,6 @@
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import { pino } from 'pino';
+import { countLines } from './ipc.js';
 
 type SonicBoom = ReturnType<typeof pino.destination>;
 
@@ -21,12 +22,6 @@ export interface LogSinkOptions {
 const RETRY_MS = 1000;
 /** Longest wait for a log file stream to finish when it is replaced or closed. */
 const END_TIMEOUT_MS = 2000;
-
-function countLines(text: string): number {
-  let lines = 0;
-  for (let index = text.indexOf('\n'); index !== -1; index = text.indexOf('\n', index + 1)) lines++;
-  return lines;
-}
 
 /**
  * The one writer of the log: the primary writes its own lines and every worker's lines here, so

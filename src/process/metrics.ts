@@ -57,9 +57,6 @@ const ignore = () => {};
 /** How long the primary waits for one worker's values, and a worker for the primary's answer. */
 export const METRICS_TIMEOUT_MS = 3000;
 
-/** Prometheus text content type of the registries. */
-export const METRICS_CONTENT_TYPE = workerRegistry.contentType;
-
 // ---------------------------------------------------------------------------------------------
 // Worker side
 

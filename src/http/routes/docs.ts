@@ -1,11 +1,9 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
-import { readFileSync } from 'node:fs';
+import { VERSION } from '../../version.js';
 
-const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+const version = VERSION;
 
 /**
  * OpenAPI 3.1 generated from the route schemas (@fastify/swagger), served at /openapi.json, and a
