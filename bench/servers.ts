@@ -1,8 +1,8 @@
+import { freePort } from '../scripts/lib/free-port.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,20 +23,6 @@ export interface BenchServer {
 export function digestdSupportsWorkers(bin = DIGESTD_BIN): boolean {
   const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
   return /--workers\b/.test(help.stdout);
-}
-
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 function get(url: string, ca: string | undefined): Promise<number> {

@@ -1,3 +1,4 @@
+import { freePort } from './free-port.js';
 /**
  * A digestd server process for the scripts: started as the leader of its own process group on a
  * free loopback port, so that one signal reaches its workers too.
@@ -6,7 +7,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,19 +14,6 @@ const DIGESTD_BIN = fileURLToPath(new URL('../../bin/digestd', import.meta.url))
 
 export const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 export interface Server {
   child: ChildProcess;

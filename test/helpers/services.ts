@@ -1,5 +1,5 @@
+import { freePort } from '../../scripts/lib/free-port.js';
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
 
@@ -46,18 +46,4 @@ export async function redisBinariesAvailable(): Promise<void> {
   await run('redis-cli', ['--version']);
 }
 
-/**
- * A TCP port that was free a moment ago. Redis Cluster needs the port and its bus port known before
- * the server starts, so port 0 cannot be used there; the race with other processes is small.
- */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
