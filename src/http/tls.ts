@@ -42,27 +42,7 @@ export async function loadTlsMaterial(options: TlsOptions): Promise<TlsMaterial>
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   await mkdir(directory, { recursive: true, mode: 0o700 });
-  const notBeforeDate = new Date(Date.now() - 60_000);
-  const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate,
-    notAfterDate: new Date(notBeforeDate.getTime() + SELF_SIGNED_DAYS * 86_400_000),
-    extensions: [
-      { name: 'basicConstraints', cA: true, critical: true },
-      { name: 'keyUsage', digitalSignature: true, keyCertSign: true, critical: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: 'localhost' },
-          { type: 7, ip: '127.0.0.1' },
-          { type: 7, ip: '::1' },
-        ],
-      },
-    ],
-  });
+  const pems = await generateSelfSigned('localhost', SELF_SIGNED_DAYS);
   // Write to temporary names, then rename: a crash never leaves half a key, and concurrent
   // first starts end with one consistent pair (the key is renamed before the certificate).
   const suffix = `.${process.pid}.tmp`;
@@ -79,4 +59,36 @@ async function readPair(certPath: string, keyPath: string, generated: boolean): 
   // Fail early with a clear message rather than at the first handshake.
   new X509Certificate(cert);
   return { cert, key, certPath, keyPath, generated };
+}
+
+/**
+ * A self-signed ECDSA P-256 certificate for `commonName`, valid `days` days (from a minute ago, for
+ * clock skew), with SANs localhost, 127.0.0.1 and ::1. It is its own CA, so clients trust it by
+ * pointing at the certificate itself (curl --cacert, requests verify=).
+ */
+export async function generateSelfSigned(
+  commonName: string,
+  days: number,
+): Promise<{ cert: string; private: string }> {
+  const notBeforeDate = new Date(Date.now() - 60_000);
+  return generate([{ name: 'commonName', value: commonName }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate,
+    notAfterDate: new Date(notBeforeDate.getTime() + days * 86_400_000),
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', digitalSignature: true, keyCertSign: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+          { type: 7, ip: '::1' },
+        ],
+      },
+    ],
+  });
 }
