@@ -11,6 +11,21 @@ export interface LoggerOptions {
 }
 
 const LOG_BATCH_BYTES = 4096;
+
+let timestampMs = 0;
+let timestampField = '';
+/**
+ * pino's isoTime, formatted once per millisecond: a busy server logs several lines in the same
+ * millisecond, and formatting the date showed in CPU profiles of the access log.
+ */
+function isoTimeOncePerMs(): string {
+  const now = Date.now();
+  if (now !== timestampMs) {
+    timestampMs = now;
+    timestampField = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return timestampField;
+}
 const LOG_FLUSH_MS = 100;
 
 /** Creates the structured JSON logger (one JSON object a line). */
@@ -25,7 +40,7 @@ export function createLogger(options: LoggerOptions): Logger {
     {
       level: options.level,
       base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTimeOncePerMs,
       formatters: { level: (label) => ({ level: label }) },
     },
     destination,

@@ -1,6 +1,6 @@
 import { after } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -168,10 +168,22 @@ function followFile(file: string, onLine: (line: string) => void, until: Promise
   let partial = '';
   let done = false;
   void until.then(() => (done = true));
+  let inode: number | undefined;
   const poll = async () => {
     while (!done) {
-      const content = await readFile(file).catch(() => Buffer.alloc(0));
-      if (content.length < offset) offset = 0; // rotated: the current file starts over
+      const handle = await open(file).catch(() => undefined);
+      const [content, ino] = handle
+        ? await Promise.all([handle.readFile(), handle.stat().then((stats) => stats.ino)]).finally(
+            () => void handle.close(),
+          )
+        : [Buffer.alloc(0), inode];
+      // Rotated or reopened: a new file starts over. A size check alone misses a new file that has
+      // already grown past the old offset.
+      if (ino !== inode || content.length < offset) {
+        if (inode !== undefined) partial = '';
+        offset = 0;
+        inode = ino;
+      }
       const text = partial + content.subarray(offset).toString('utf8');
       offset = content.length;
       const lines = text.split('\n');

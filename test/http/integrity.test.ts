@@ -113,6 +113,20 @@ describe('integrity of served messages', () => {
     assert.equal(lookup.json<{ code: string }>().code, 'CORRUPT');
   });
 
+  it('rewrites a corrupt entry when its message is stored again', async () => {
+    const digest = await storeAndTamper('stored twice', 'tampered once');
+    const again = await app.inject({
+      method: 'POST',
+      url: '/messages',
+      headers: { 'content-type': 'application/json' },
+      payload: { message: 'stored twice' },
+    });
+    assert.equal(again.statusCode, 201);
+    assert.equal(await store.get(Buffer.from(digest, 'hex')), 'stored twice');
+    const read = await app.inject({ method: 'GET', url: `/messages/${digest}` });
+    assert.deepEqual(read.json(), { message: 'stored twice' });
+  });
+
   it('serves an intact entry next to a corrupt one', async () => {
     const response = await app.inject({
       method: 'POST',
