@@ -34,7 +34,8 @@ const HELP = `Usage: npm run bench -- [options]
                       ignored, with a note, when this digestd has no --workers flag
   --preload LIST      store sizes to measure at, e.g. 1e4,1e6,1e7 (default 10000): messages are
                       written straight into the LMDB store before the server starts
-  --tool NAME         autocannon (default), wrk, or both (wrk must be installed)
+  --tool NAME         wrk, autocannon, or both (default: wrk when installed, else autocannon;
+                      wrk, in C, leaves more of the machine to the servers)
   --no-baseline       measure digestd only
   --out DIR           where the JSON results go (default bench/results)
   --chart FILE        where the SVG chart goes (default next to the JSON)
@@ -72,7 +73,7 @@ function parseOptions(argv: string[]) {
       scenarios: { type: 'string' },
       workers: { type: 'string', default: '1,default' },
       preload: { type: 'string', default: '10000' },
-      tool: { type: 'string', default: 'autocannon' },
+      tool: { type: 'string' },
       'no-baseline': { type: 'boolean', default: false },
       out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
       chart: { type: 'string' },
@@ -92,9 +93,10 @@ function parseOptions(argv: string[]) {
   const unknown = wanted?.filter((name) => !SCENARIOS.some((scenario) => scenario.name === name)) ?? [];
   if (unknown.length > 0) throw new Error(`--scenarios: unknown ${unknown.join(', ')}`);
   const scenarios = SCENARIOS.filter((scenario) => wanted === undefined || wanted.includes(scenario.name));
-  if (!['autocannon', 'wrk', 'both'].includes(values.tool))
+  const tool = values.tool ?? (wrkInstalled() ? 'wrk' : 'autocannon');
+  if (!['autocannon', 'wrk', 'both'].includes(tool))
     throw new Error('--tool: expected autocannon, wrk or both');
-  const tools = (values.tool === 'both' ? ['autocannon', 'wrk'] : [values.tool]) as ('autocannon' | 'wrk')[];
+  const tools = (tool === 'both' ? ['autocannon', 'wrk'] : [tool]) as ('autocannon' | 'wrk')[];
   if (tools.includes('wrk') && !wrkInstalled())
     throw new Error('--tool: wrk is not installed (apt-get install -y wrk)');
   return {

@@ -88,6 +88,9 @@ export class Supervisor {
 
   /** Forks the workers; resolves with the base URL once every one of them listens. */
   start(): Promise<string> {
+    // Structured clone instead of JSON: batches of log lines (full of quotes) cross the channel
+    // as plain copies instead of being escaped by the worker and parsed again by the primary.
+    cluster.setupPrimary({ serialization: 'advanced' });
     return new Promise((resolve, reject) => {
       this.#startWaiter = { resolve, reject };
       for (const slot of this.#slots) this.#fork(slot);
