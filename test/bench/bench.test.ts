@@ -71,7 +71,12 @@ function assertWellFormedSvg(svg: string, scenarios: string[]): void {
 describe('npm run bench', { timeout: 240_000 }, () => {
   it('measures digestd and the baseline and writes JSON results and an SVG chart', async () => {
     const scenarios = ['get-hit', 'get-miss', 'post-new'];
-    const { json, svg, stdout } = await quickBench(['--scenarios', scenarios.join(',')]);
+    const { json, svg, stdout } = await quickBench([
+      '--scenarios',
+      scenarios.join(','),
+      '--tool',
+      'autocannon',
+    ]);
     assert.deepEqual(
       json.results.map((result) => result.scenario),
       scenarios,
