@@ -170,6 +170,7 @@ async function main(): Promise<void> {
     options.storeSizes.length * settings.length * options.scenarios.length * options.tools.length;
   let caseNumber = 0;
   let stored = 0;
+  let finished = false;
   try {
     for (const storeSize of options.storeSizes) {
       await preload(dataDir, stored, storeSize);
@@ -235,8 +236,14 @@ async function main(): Promise<void> {
         }
       }
     }
+    finished = true;
   } finally {
-    await rm(workDir, { recursive: true, force: true });
+    if (finished) await rm(workDir, { recursive: true, force: true });
+    else {
+      // Keep the servers' logs (digestd.log, its .stderr) to find out why; the store can be large.
+      await rm(dataDir, { recursive: true, force: true });
+      log(`the servers' logs are kept in ${workDir}`);
+    }
   }
 
   const table = markdownTable(results);

@@ -40,6 +40,7 @@ export class IpcLogDestination {
   readonly #batchMs: number;
   readonly #maxInFlightBytes: number;
   #batch = '';
+  #timer: NodeJS.Timeout | undefined;
   #scheduled = false;
   #inFlightBytes = 0;
   #waiters: (() => void)[] = [];
@@ -61,7 +62,7 @@ export class IpcLogDestination {
       this.#scheduled = true;
       // batchMs 0 sends once per event-loop turn.
       if (this.#batchMs === 0) setImmediate(() => this.#sendBatch());
-      else setTimeout(() => this.#sendBatch(), this.#batchMs).unref();
+      else this.#timer = setTimeout(() => this.#sendBatch(), this.#batchMs).unref();
     }
   }
 
@@ -73,6 +74,9 @@ export class IpcLogDestination {
   }
 
   #sendBatch(): void {
+    // A batch sent early (full, or flushed) takes its timer along, so the next batch waits its own batchMs.
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#scheduled = false;
     const lines = this.#batch;
     if (lines === '') return;

@@ -12,7 +12,7 @@ export interface LoggerOptions {
 
 const LOG_BATCH_BYTES = 4096;
 
-let timestampMs = 0;
+let timestampMs = -1;
 let timestampField = '';
 /**
  * pino's isoTime, formatted once per millisecond: a busy server logs several lines in the same

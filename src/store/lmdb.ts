@@ -59,10 +59,10 @@ export class LmdbStore implements MessageStore {
   }
 
   async put(digest: Digest, message: string): Promise<void> {
-    // Content-addressed: a stored digest already holds this message, so a repeated POST writes
-    // nothing (a corrupt copy is rewritten). It may have been committed by a request whose flush
-    // is still running, so it is acknowledged only once the writes committed so far are on disk.
-    await this.#write(() => (this.#db.get(digest) === message ? undefined : this.#db.put(digest, message)));
+    // Always written, even when the digest is already stored: the copy found may belong to another
+    // worker's commit that is visible but not yet flushed, and `flushed` only covers this
+    // process's own writes; writing also repairs a corrupt copy.
+    await this.#write(() => this.#db.put(digest, message));
   }
 
   async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
@@ -70,7 +70,7 @@ export class LmdbStore implements MessageStore {
     await this.#write(() => Promise.all(entries.map(([digest, message]) => this.#db.put(digest, message))));
   }
 
-  async #write(commit: () => Promise<unknown> | undefined): Promise<void> {
+  async #write(commit: () => Promise<unknown>): Promise<void> {
     try {
       await commit();
       // The commit above is visible but maybe not yet on disk; this resolves once it is.

@@ -166,33 +166,44 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
 function followFile(file: string, onLine: (line: string) => void, until: Promise<unknown>): void {
   let offset = 0;
   let partial = '';
+  let inode: number | undefined;
   let done = false;
   void until.then(() => (done = true));
-  let inode: number | undefined;
   const poll = async () => {
     while (!done) {
-      const handle = await open(file).catch(() => undefined);
-      const [content, ino] = handle
-        ? await Promise.all([handle.readFile(), handle.stat().then((stats) => stats.ino)]).finally(
-            () => void handle.close(),
-          )
-        : [Buffer.alloc(0), inode];
-      // Rotated or reopened: a new file starts over. A size check alone misses a new file that has
-      // already grown past the old offset.
-      if (ino !== inode || content.length < offset) {
-        if (inode !== undefined) partial = '';
-        offset = 0;
-        inode = ino;
+      const read = await readWithInode(file);
+      if (read !== undefined) {
+        // Rotated or reopened: a new file (another inode) starts over. A size check alone misses a
+        // new file that has already grown past the old offset.
+        if (read.ino !== inode || read.content.length < offset) {
+          if (inode !== undefined) partial = '';
+          offset = 0;
+          inode = read.ino;
+        }
+        const text = partial + read.content.subarray(offset).toString('utf8');
+        offset = read.content.length;
+        const lines = text.split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) if (line !== '') onLine(line);
       }
-      const text = partial + content.subarray(offset).toString('utf8');
-      offset = content.length;
-      const lines = text.split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) if (line !== '') onLine(line);
       await sleep(100);
     }
   };
   void poll();
+}
+
+/** A file's content and inode, read through one handle; undefined while it cannot be read. */
+async function readWithInode(file: string): Promise<{ content: Buffer; ino: number } | undefined> {
+  const handle = await open(file).catch(() => undefined);
+  if (handle === undefined) return undefined;
+  try {
+    const [content, stats] = await Promise.all([handle.readFile(), handle.stat()]);
+    return { content, ino: stats.ino };
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => {});
+  }
 }
 
 /** A reply read whole. */
