@@ -125,9 +125,15 @@ describe('two digestd nodes over one Redis Cluster', { skip: skip ?? false, time
     const missing: string[] = [];
     for (const [index, outcome] of acknowledged.entries()) {
       const digest = formatDigest(digestOf(outcome.message));
-      const read = await request(`${nodes[index % nodes.length]!.url}/messages/${digest}`);
+      const url = `${nodes[index % nodes.length]!.url}/messages/${digest}`;
+      // 503 means "try again" (a node's cluster client may still be settling); 404 means lost.
+      let read = await request(url);
+      for (let attempt = 0; read.status === 503 && attempt < 10; attempt += 1) {
+        await sleep(300);
+        read = await request(url);
+      }
       if (read.status !== 200 || read.json<{ message: string }>().message !== outcome.message) {
-        missing.push(outcome.message);
+        missing.push(`${outcome.message} (read ${read.status} ${read.body})`);
       }
     }
     assert.deepEqual(missing, [], `all ${acknowledged.length} acknowledged messages are readable`);
