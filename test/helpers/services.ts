@@ -1,7 +1,10 @@
 import { freePort } from '../../scripts/lib/free-port.js';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { after } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 const run = promisify(execFile);
 
@@ -38,6 +41,37 @@ export async function postgresAvailable(url = TEST_POSTGRES_URL): Promise<void> 
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/** A test file's own PostgreSQL table, and a stallable TCP proxy in front of the server. */
+export interface PostgresForTest {
+  /** Why the file is skipped (PostgreSQL is not running outside CI), or undefined. */
+  skip: string | undefined;
+  /** A fresh table name, dropped after the file's tests. */
+  table: string;
+  /** Stalls and resumes the connections through `urlThroughProxy`; undefined when skipped. */
+  proxy: TcpProxy | undefined;
+  urlThroughProxy: string;
+}
+
+/** Sets up PostgreSQL for one test file: the skip decision, a table of its own, and the proxy. */
+export async function postgresForTest(tablePrefix: string, howToEnable: string): Promise<PostgresForTest> {
+  const skip = await serviceSkip('PostgreSQL', () => postgresAvailable(), howToEnable);
+  const table = `${tablePrefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const target = new URL(TEST_POSTGRES_URL);
+  const proxy = skip ? undefined : await startTcpProxy(target.hostname, Number(target.port || 5432));
+  const throughProxy = new URL(TEST_POSTGRES_URL);
+  throughProxy.hostname = '127.0.0.1';
+  throughProxy.port = String(proxy?.port ?? 0);
+  after(async () => {
+    await proxy?.close();
+    if (skip) return;
+    const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+    await client.connect();
+    await client.query(`DROP TABLE IF EXISTS ${table}`);
+    await client.end();
+  });
+  return { skip, table, proxy, urlThroughProxy: throughProxy.toString() };
 }
 
 /** The redis-server and redis-cli binaries run. */

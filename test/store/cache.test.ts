@@ -1,40 +1,21 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { after, describe, it } from 'node:test';
-import pg from 'pg';
+import { describe, it } from 'node:test';
 import { digestOf } from '../../src/digest.js';
 import { StoreUnavailable } from '../../src/errors.js';
 import { workerRegistry } from '../../src/metrics.js';
 import { CachedStore } from '../../src/store/cache.js';
 import { createPostgresStore } from '../../src/store/postgres.js';
-import { postgresAvailable, serviceSkip, TEST_POSTGRES_URL } from '../helpers/services.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { postgresForTest, TEST_POSTGRES_URL } from '../helpers/services.js';
 
-const skip = await serviceSkip(
-  'PostgreSQL',
-  () => postgresAvailable(),
+const { skip, table, proxy, urlThroughProxy } = await postgresForTest(
+  'digestd_cache',
   'the cache tests run in front of a real PostgreSQL store (bash .ci/services starts it)',
 );
-const table = `digestd_cache_${process.pid}_${randomBytes(4).toString('hex')}`;
-const target = new URL(TEST_POSTGRES_URL);
-const proxy = skip ? undefined : await startTcpProxy(target.hostname, Number(target.port || 5432));
-const throughProxy = new URL(TEST_POSTGRES_URL);
-throughProxy.hostname = '127.0.0.1';
-throughProxy.port = String(proxy?.port ?? 0);
-
-after(async () => {
-  await proxy?.close();
-  if (skip) return;
-  const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
-  await client.connect();
-  await client.query(`DROP TABLE IF EXISTS ${table}`);
-  await client.end();
-});
 
 describe('the message cache in front of a remote store', { skip: skip ?? false }, () => {
   it('answers a cached message without the network, and only that', async () => {
     const cached = new CachedStore(
-      createPostgresStore({ connectionString: throughProxy.toString(), table, timeoutMs: 500 }),
+      createPostgresStore({ connectionString: urlThroughProxy, table, timeoutMs: 500 }),
     );
     try {
       const seen = `cached ${Math.random()}`;

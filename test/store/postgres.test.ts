@@ -1,41 +1,20 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { digestOf } from '../../src/digest.js';
 import { createPostgresStore } from '../../src/store/postgres.js';
-import { postgresAvailable, serviceSkip, TEST_POSTGRES_URL } from '../helpers/services.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { postgresForTest, TEST_POSTGRES_URL } from '../helpers/services.js';
 import { describeStoreConformance } from './conformance.js';
 
-const skip = await serviceSkip(
-  'PostgreSQL',
-  () => postgresAvailable(),
+const { skip, table, proxy, urlThroughProxy } = await postgresForTest(
+  'digestd_test',
   'start it on 127.0.0.1:5432 with a database "test" and trust authentication, or set DIGESTD_TEST_POSTGRES_URL (bash .ci/services does this)',
 );
-
-const table = `digestd_test_${process.pid}_${randomBytes(4).toString('hex')}`;
-const url = new URL(TEST_POSTGRES_URL);
-const proxy = skip ? undefined : await startTcpProxy(url.hostname, Number(url.port || 5432));
-const throughProxy = new URL(TEST_POSTGRES_URL);
-throughProxy.hostname = '127.0.0.1';
-throughProxy.port = String(proxy?.port ?? 0);
-
-after(async () => {
-  await proxy?.close();
-  if (skip) return;
-  const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
-  await client.connect();
-  await client.query(`DROP TABLE IF EXISTS ${table}`);
-  await client.end();
-});
 
 describeStoreConformance('postgres', {
   skip,
   open: () =>
-    Promise.resolve(
-      createPostgresStore({ connectionString: throughProxy.toString(), table, timeoutMs: 1000 }),
-    ),
+    Promise.resolve(createPostgresStore({ connectionString: urlThroughProxy, table, timeoutMs: 1000 })),
   outage: {
     begin: () => Promise.resolve(proxy?.stall()),
     end: () => Promise.resolve(proxy?.resume()),
