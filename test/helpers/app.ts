@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { after, before } from 'node:test';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -32,5 +33,30 @@ export async function buildTestApp(overrides: Partial<AppOptions> = {}): Promise
       await store.close();
       await rm(directory, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * The test app of one test file: built before its tests and closed after them. Read `app` and
+ * `store` inside the tests (they exist once `before` has run).
+ */
+export function useTestApp(overrides: Partial<AppOptions> = {}): TestApp {
+  let built: TestApp | undefined;
+  before(async () => {
+    built = await buildTestApp(overrides);
+  });
+  after(() => built?.close());
+  const current = () => {
+    if (built === undefined) throw new Error('the test app is built in before(); use it inside a test');
+    return built;
+  };
+  return {
+    get app() {
+      return current().app;
+    },
+    get store() {
+      return current().store;
+    },
+    close: () => current().close(),
   };
 }

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
-import { buildTestApp, type TestApp } from '../helpers/app.js';
+import { describe, it } from 'node:test';
+import { useTestApp } from '../helpers/app.js';
 
 interface OpenApi {
   openapi: string;
@@ -12,17 +11,11 @@ interface OpenApi {
   >;
 }
 
-let testApp: TestApp;
-let app: FastifyInstance;
-before(async () => {
-  testApp = await buildTestApp();
-  app = testApp.app;
-});
-after(() => testApp.close());
+const testApp = useTestApp();
 
 describe('GET /openapi.json', () => {
   it('is an OpenAPI 3.1 document of the API built from the route schemas', async () => {
-    const response = await app.inject({ method: 'GET', url: '/openapi.json' });
+    const response = await testApp.app.inject({ method: 'GET', url: '/openapi.json' });
     assert.equal(response.statusCode, 200);
     assert.equal(response.headers['content-type'], 'application/json');
     const document = response.json<OpenApi>();
@@ -52,7 +45,7 @@ describe('GET /openapi.json', () => {
 
 describe('GET /docs', () => {
   it('serves the documentation page and its assets from the package', async () => {
-    const page = await app.inject({ method: 'GET', url: '/docs/' });
+    const page = await testApp.app.inject({ method: 'GET', url: '/docs/' });
     assert.equal(page.statusCode, 200);
     assert.match(String(page.headers['content-type']), /^text\/html/);
     assert.match(page.body, /swagger-ui/);
@@ -61,7 +54,7 @@ describe('GET /docs', () => {
       '/docs/static/swagger-initializer.js',
       '/docs/json',
     ]) {
-      assert.equal((await app.inject({ method: 'GET', url: asset })).statusCode, 200, asset);
+      assert.equal((await testApp.app.inject({ method: 'GET', url: asset })).statusCode, 200, asset);
     }
   });
 });

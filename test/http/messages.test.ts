@@ -1,25 +1,19 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance, InjectOptions } from 'fastify';
-import { buildTestApp, type TestApp } from '../helpers/app.js';
+import { describe, it } from 'node:test';
+import type { InjectOptions } from 'fastify';
+import { buildTestApp, useTestApp } from '../helpers/app.js';
 
 const FOO_DIGEST = '2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae';
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
-let testApp: TestApp;
-let app: FastifyInstance;
-before(async () => {
-  testApp = await buildTestApp({ maxMessageBytes: 1024 });
-  app = testApp.app;
-});
-after(() => testApp.close());
+const testApp = useTestApp({ maxMessageBytes: 1024 });
 
 function post(payload: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   const options: InjectOptions = { method: 'POST', url: '/messages', headers };
   if (typeof payload === 'string' || Buffer.isBuffer(payload)) options.payload = payload;
   else options.payload = JSON.stringify(payload);
-  return app.inject(options);
+  return testApp.app.inject(options);
 }
 
 function assertError(response: Awaited<ReturnType<typeof post>>, status: number, code: string) {
@@ -54,7 +48,7 @@ describe('POST /messages', () => {
     assert.equal(response.statusCode, 201);
     const { digest } = response.json<{ digest: string }>();
     assert.equal(digest, sha256(''));
-    const read = await app.inject({ method: 'GET', url: `/messages/${digest}` });
+    const read = await testApp.app.inject({ method: 'GET', url: `/messages/${digest}` });
     assert.equal(read.statusCode, 200);
     assert.deepEqual(read.json(), { message: '' });
   });
@@ -148,7 +142,7 @@ describe('POST /messages', () => {
   it('stores "__proto__" and "constructor" as ordinary messages', async () => {
     for (const message of ['__proto__', 'constructor', 'toString']) {
       const { digest } = (await post({ message })).json<{ digest: string }>();
-      const read = await app.inject({ method: 'GET', url: `/messages/${digest}` });
+      const read = await testApp.app.inject({ method: 'GET', url: `/messages/${digest}` });
       assert.deepEqual(read.json(), { message });
     }
   });
@@ -157,7 +151,7 @@ describe('POST /messages', () => {
 describe('GET /messages/:digest', () => {
   it('answers the original message', async () => {
     await post({ message: 'foo' });
-    const response = await app.inject({ method: 'GET', url: `/messages/${FOO_DIGEST}` });
+    const response = await testApp.app.inject({ method: 'GET', url: `/messages/${FOO_DIGEST}` });
     assert.equal(response.statusCode, 200);
     assert.equal(response.headers['content-type'], 'application/json');
     assert.deepEqual(response.json(), { message: 'foo' });
@@ -165,12 +159,15 @@ describe('GET /messages/:digest', () => {
 
   it('matches hex digits case-insensitively', async () => {
     await post({ message: 'foo' });
-    const response = await app.inject({ method: 'GET', url: `/messages/${FOO_DIGEST.toUpperCase()}` });
+    const response = await testApp.app.inject({
+      method: 'GET',
+      url: `/messages/${FOO_DIGEST.toUpperCase()}`,
+    });
     assert.deepEqual(response.json(), { message: 'foo' });
   });
 
   it('answers 404 Message not found for an unknown digest', async () => {
-    const response = await app.inject({ method: 'GET', url: `/messages/${'0'.repeat(64)}` });
+    const response = await testApp.app.inject({ method: 'GET', url: `/messages/${'0'.repeat(64)}` });
     assertError(response, 404, 'MESSAGE_NOT_FOUND');
     assert.equal(response.json<{ err_msg: string }>().err_msg, 'Message not found');
   });
@@ -185,7 +182,7 @@ describe('GET /messages/:digest', () => {
     '..%2f',
   ]) {
     it(`answers 404 Message not found for the malformed digest ${malformed}`, async () => {
-      const response = await app.inject({ method: 'GET', url: `/messages/${malformed}` });
+      const response = await testApp.app.inject({ method: 'GET', url: `/messages/${malformed}` });
       assertError(response, 404, 'MESSAGE_NOT_FOUND');
       assert.equal(response.json<{ err_msg: string }>().err_msg, 'Message not found');
     });
@@ -194,19 +191,19 @@ describe('GET /messages/:digest', () => {
 
 describe('routing', () => {
   it('answers 404 JSON for an unknown route', async () => {
-    assertError(await app.inject({ method: 'GET', url: '/nothing/here' }), 404, 'ROUTE_NOT_FOUND');
+    assertError(await testApp.app.inject({ method: 'GET', url: '/nothing/here' }), 404, 'ROUTE_NOT_FOUND');
   });
 
   it('answers 405 with Allow for a wrong method on /messages', async () => {
     for (const method of ['GET', 'PUT', 'DELETE', 'PATCH'] as const) {
-      const response = await app.inject({ method, url: '/messages' });
+      const response = await testApp.app.inject({ method, url: '/messages' });
       assertError(response, 405, 'METHOD_NOT_ALLOWED');
       assert.equal(response.headers.allow, 'POST');
     }
   });
 
   it('answers 405 with Allow for a wrong method on /messages/:digest', async () => {
-    const response = await app.inject({ method: 'DELETE', url: `/messages/${FOO_DIGEST}` });
+    const response = await testApp.app.inject({ method: 'DELETE', url: `/messages/${FOO_DIGEST}` });
     assertError(response, 405, 'METHOD_NOT_ALLOWED');
     assert.equal(response.headers.allow, 'GET, HEAD');
   });
@@ -214,13 +211,13 @@ describe('routing', () => {
 
 describe('health', () => {
   it('GET /healthz answers 200', async () => {
-    const response = await app.inject({ method: 'GET', url: '/healthz' });
+    const response = await testApp.app.inject({ method: 'GET', url: '/healthz' });
     assert.equal(response.statusCode, 200);
     assert.deepEqual(response.json(), { status: 'ok' });
   });
 
   it('GET /readyz answers 200 while the store answers', async () => {
-    const response = await app.inject({ method: 'GET', url: '/readyz' });
+    const response = await testApp.app.inject({ method: 'GET', url: '/readyz' });
     assert.equal(response.statusCode, 200);
     assert.deepEqual(response.json(), { status: 'ready', store: 'lmdb' });
   });

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
+import { describe, it } from 'node:test';
 import { metrics } from '../../src/metrics.js';
-import { buildTestApp, type TestApp } from '../helpers/app.js';
+import { buildTestApp, useTestApp } from '../helpers/app.js';
 import { request, startServer, temporaryDirectory } from '../helpers/server.js';
 
 /** The value of the sample whose name and labels are exactly `series`, or undefined. */
@@ -14,21 +13,15 @@ export function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-let testApp: TestApp;
-let app: FastifyInstance;
-before(async () => {
-  testApp = await buildTestApp();
-  app = testApp.app;
-});
-after(() => testApp.close());
+const testApp = useTestApp();
 
 const scrape = async () => {
-  const response = await app.inject({ method: 'GET', url: '/metrics' });
+  const response = await testApp.app.inject({ method: 'GET', url: '/metrics' });
   assert.equal(response.statusCode, 200);
   return response.body;
 };
 const post = (message: string) =>
-  app.inject({
+  testApp.app.inject({
     method: 'POST',
     url: '/messages',
     headers: { 'content-type': 'application/json' },
@@ -37,7 +30,7 @@ const post = (message: string) =>
 
 describe('GET /metrics', () => {
   it('answers the Prometheus text format with every metric family', async () => {
-    const response = await app.inject({ method: 'GET', url: '/metrics' });
+    const response = await testApp.app.inject({ method: 'GET', url: '/metrics' });
     assert.equal(response.statusCode, 200);
     assert.equal(response.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
     for (const family of [
@@ -66,7 +59,7 @@ describe('GET /metrics', () => {
     const before = await scrape();
     await post('one');
     await post('two');
-    await app.inject({ method: 'GET', url: `/messages/${'0'.repeat(64)}` });
+    await testApp.app.inject({ method: 'GET', url: `/messages/${'0'.repeat(64)}` });
     const after = await scrape();
     assert.equal((sample(after, series) ?? 0) - (sample(before, series) ?? 0), 2);
     assert.equal((sample(after, latency) ?? 0) - (sample(before, latency) ?? 0), 2);
@@ -74,7 +67,7 @@ describe('GET /metrics', () => {
   });
 
   it('labels unknown routes "unmatched" instead of their URL', async () => {
-    await app.inject({ method: 'GET', url: '/no/such/route/12345' });
+    await testApp.app.inject({ method: 'GET', url: '/no/such/route/12345' });
     const text = await scrape();
     assert.ok(
       (sample(text, 'digestd_http_requests_total{method="GET",route="unmatched",status="404"}') ?? 0) >= 1,
@@ -86,7 +79,7 @@ describe('GET /metrics', () => {
     const name = 'digestd_messages_stored_total';
     const before = sample(await scrape(), name) ?? 0;
     await post('stored');
-    await app.inject({
+    await testApp.app.inject({
       method: 'POST',
       url: '/messages/batch',
       headers: { 'content-type': 'application/json' },
@@ -100,7 +93,7 @@ describe('GET /metrics', () => {
     const get = 'digestd_store_operation_duration_seconds_count{store="lmdb",operation="get",outcome="ok"}';
     const before = await scrape();
     await post('timed');
-    await app.inject({ method: 'GET', url: `/messages/${'1'.repeat(64)}` });
+    await testApp.app.inject({ method: 'GET', url: `/messages/${'1'.repeat(64)}` });
     const after = await scrape();
     assert.equal((sample(after, put) ?? 0) - (sample(before, put) ?? 0), 1);
     assert.equal((sample(after, get) ?? 0) - (sample(before, get) ?? 0), 1);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { buildTestApp, type TestApp } from '../helpers/app.js';
+import type { LightMyRequestResponse } from 'fastify';
+import { useTestApp } from '../helpers/app.js';
 
 /**
  * Property-based tests over the HTTP API (fast-check, through Fastify inject). Run counts are
@@ -16,16 +16,15 @@ const RUNS = 300;
 
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
-let testApp: TestApp;
-let app: FastifyInstance;
-before(async () => {
-  testApp = await buildTestApp({ maxMessageBytes: MAX_MESSAGE_BYTES });
-  app = testApp.app;
-});
-after(() => testApp.close());
+const testApp = useTestApp({ maxMessageBytes: MAX_MESSAGE_BYTES });
 
 function postJson(payload: string | Buffer, contentType = 'application/json') {
-  return app.inject({ method: 'POST', url: '/messages', headers: { 'content-type': contentType }, payload });
+  return testApp.app.inject({
+    method: 'POST',
+    url: '/messages',
+    headers: { 'content-type': contentType },
+    payload,
+  });
 }
 
 /** Every non-2xx answer is a client error in the one error shape; never a 5xx. */
@@ -44,7 +43,7 @@ async function assertRoundTrip(message: string) {
   const posted = await postJson(JSON.stringify({ message }));
   assert.equal(posted.statusCode, 201, posted.body);
   assert.deepEqual(posted.json(), { digest: sha256(message) });
-  const read = await app.inject({ method: 'GET', url: `/messages/${sha256(message)}` });
+  const read = await testApp.app.inject({ method: 'GET', url: `/messages/${sha256(message)}` });
   assert.equal(read.statusCode, 200);
   assert.equal(read.json<{ message: string }>().message, message);
 }
@@ -224,7 +223,7 @@ describe('property: hostile bodies never produce a 5xx', () => {
     );
     await fc.assert(
       fc.asyncProperty(method, path, async (verb, url) => {
-        const response = await app.inject({ method: verb as 'GET', url });
+        const response = await testApp.app.inject({ method: verb as 'GET', url });
         if (verb === 'HEAD') assert.ok(response.statusCode < 500 && response.body === '');
         else assertCleanAnswer(response);
       }),

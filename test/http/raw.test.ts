@@ -1,22 +1,20 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
-import { buildTestApp, type TestApp } from '../helpers/app.js';
+import { before, describe, it } from 'node:test';
+import { useTestApp } from '../helpers/app.js';
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 const TEXT = 'text/plain; charset=utf-8';
 
-let testApp: TestApp;
-let app: FastifyInstance;
-before(async () => {
-  testApp = await buildTestApp({ maxMessageBytes: 1024 });
-  app = testApp.app;
-});
-after(() => testApp.close());
+const testApp = useTestApp({ maxMessageBytes: 1024 });
 
 function postText(payload: string | Buffer, contentType = TEXT) {
-  return app.inject({ method: 'POST', url: '/messages', headers: { 'content-type': contentType }, payload });
+  return testApp.app.inject({
+    method: 'POST',
+    url: '/messages',
+    headers: { 'content-type': contentType },
+    payload,
+  });
 }
 
 function assertError(response: Awaited<ReturnType<typeof postText>>, status: number, code: string) {
@@ -31,7 +29,7 @@ describe('POST /messages with text/plain', () => {
     const message = 'héllo wörld 🎉\nsecond line "quoted" \\ backslash';
     const raw = await postText(message);
     assert.equal(raw.statusCode, 201);
-    const viaJson = await app.inject({
+    const viaJson = await testApp.app.inject({
       method: 'POST',
       url: '/messages',
       headers: { 'content-type': 'application/json' },
@@ -39,7 +37,7 @@ describe('POST /messages with text/plain', () => {
     });
     assert.deepEqual(raw.json(), { digest: sha256(message) });
     assert.deepEqual(raw.json(), viaJson.json());
-    const read = await app.inject({ method: 'GET', url: `/messages/${sha256(message)}` });
+    const read = await testApp.app.inject({ method: 'GET', url: `/messages/${sha256(message)}` });
     assert.deepEqual(read.json(), { message });
   });
 
@@ -102,7 +100,7 @@ describe('GET /messages/:digest content negotiation', () => {
   });
 
   const get = (accept?: string) =>
-    app.inject({
+    testApp.app.inject({
       method: 'GET',
       url: `/messages/${digest}`,
       headers: accept === undefined ? {} : { accept },
@@ -139,13 +137,13 @@ describe('GET /messages/:digest content negotiation', () => {
   });
 
   it('answers 304 to the text ETag only for the text representation', async () => {
-    const text304 = await app.inject({
+    const text304 = await testApp.app.inject({
       method: 'GET',
       url: `/messages/${digest}`,
       headers: { accept: 'text/plain', 'if-none-match': `"${digest}.txt"` },
     });
     assert.equal(text304.statusCode, 304);
-    const json200 = await app.inject({
+    const json200 = await testApp.app.inject({
       method: 'GET',
       url: `/messages/${digest}`,
       headers: { 'if-none-match': `"${digest}.txt"` },
