@@ -1,4 +1,5 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
+import type { Digest } from './digest.js';
 import type { MessageStore } from './store/types.js';
 
 /**
@@ -113,42 +114,86 @@ export function countRequest(method: string, route: string, status: number, seco
   children.duration.observe(seconds);
 }
 
-/** Store methods whose latency is measured; others pass through untouched. */
-const TIMED_OPERATIONS = ['get', 'getMany', 'has', 'put', 'putMany', 'ping'] as const;
+type StoreTimer = ReturnType<Histogram['labels']>;
+
+/** Observes how long a store operation took, in `ok` or `error`, and passes its outcome on. */
+async function timed<T>(timers: { ok: StoreTimer; error: StoreTimer }, run: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    const result = await run();
+    timers.ok.observe((performance.now() - started) / 1000);
+    return result;
+  } catch (error) {
+    timers.error.observe((performance.now() - started) / 1000);
+    throw error;
+  }
+}
 
 /**
- * Wraps a store so that each operation's latency lands in `digestd_store_operation_duration_seconds`.
- * The timed methods are wrapped once; every other property (methods added to the store contract
- * later included) passes through to the store itself.
+ * A store whose operations' latencies land in `digestd_store_operation_duration_seconds`. A plain
+ * class rather than a Proxy: no trap (and no bind) on every property read of the hot path, and
+ * implementing the contract makes TypeScript name any method added to it later. Methods are looked up on the store at each call, so one replaced later (a
+ * test's spy) is still the one timed.
  */
-export function instrumentStore(store: MessageStore): MessageStore {
-  const timed: Record<string, unknown> = {};
-  for (const operation of TIMED_OPERATIONS) {
-    const methods = store as unknown as Record<string, (...values: unknown[]) => unknown>;
-    if (typeof methods[operation] !== 'function') continue;
-    const observe = {
+class TimedStore implements MessageStore {
+  readonly kind: string;
+  readonly #store: MessageStore;
+  readonly #timers: Record<'get' | 'has' | 'put' | 'putMany' | 'ping', { ok: StoreTimer; error: StoreTimer }>;
+
+  constructor(store: MessageStore) {
+    this.kind = store.kind;
+    this.#store = store;
+    const timers = (operation: string) => ({
       ok: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'ok' }),
       error: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'error' }),
-    };
-    timed[operation] = async (...parameters: unknown[]) => {
-      const started = performance.now();
-      try {
-        // Looked up at each call, so a method replaced on the store later is still the one timed.
-        const result: unknown = await methods[operation]!.apply(store, parameters);
-        observe.ok.observe((performance.now() - started) / 1000);
-        return result;
-      } catch (error) {
-        observe.error.observe((performance.now() - started) / 1000);
-        throw error;
-      }
+    });
+    this.#timers = {
+      get: timers('get'),
+      has: timers('has'),
+      put: timers('put'),
+      putMany: timers('putMany'),
+      ping: timers('ping'),
     };
   }
-  return new Proxy(store, {
-    get(target, property) {
-      if (typeof property === 'string' && Object.hasOwn(timed, property)) return timed[property];
-      const value: unknown = Reflect.get(target, property);
-      // The target as receiver: stores keep state in private fields, which a Proxy cannot reach.
-      return typeof value === 'function' ? (value as (...values: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+
+  get(digest: Digest): Promise<string | undefined> {
+    return timed(this.#timers.get, () => this.#store.get(digest));
+  }
+
+  has(digest: Digest): Promise<boolean> {
+    return timed(this.#timers.has, () => this.#store.has(digest));
+  }
+
+  put(digest: Digest, message: string): Promise<void> {
+    return timed(this.#timers.put, () => this.#store.put(digest, message));
+  }
+
+  putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
+    return timed(this.#timers.putMany, () => this.#store.putMany(entries));
+  }
+
+  ping(): Promise<void> {
+    return timed(this.#timers.ping, () => this.#store.ping());
+  }
+
+  ready(): Promise<void> {
+    return this.#store.ready();
+  }
+
+  entries(): AsyncIterable<readonly [Digest, string]> {
+    return this.#store.entries();
+  }
+
+  count(): Promise<number | undefined> {
+    return this.#store.count();
+  }
+
+  close(): Promise<void> {
+    return this.#store.close();
+  }
+}
+
+/** Wraps a store so that each operation's latency lands in `digestd_store_operation_duration_seconds`. */
+export function instrumentStore(store: MessageStore): MessageStore {
+  return new TimedStore(store);
 }
