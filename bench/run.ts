@@ -4,7 +4,7 @@
  * between the two, and reports medians. See `npm run bench -- --help`.
  */
 import { cpus, availableParallelism, loadavg, totalmem } from 'node:os';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -161,6 +161,9 @@ async function main(): Promise<void> {
     `machine: ${info.nproc} CPUs (${info.cpu}), ${info.memoryGiB} GiB, Node ${info.node}, load ${info.loadAverageAtStart.join(' ')}`,
   );
   const workDir = await mkdtemp(path.join(tmpdir(), 'digestd-bench-'));
+  // The preloaded store; each worker setting serves a fresh copy of it, so that what one setting
+  // POSTed (a million messages, gigabytes of 64 KiB ones) does not weigh on the next one's writes.
+  const preloadDir = path.join(workDir, 'preloaded');
   const dataDir = path.join(workDir, 'data');
   const probeDir = path.join(workDir, 'probe');
   await mkdir(probeDir, { recursive: true });
@@ -173,7 +176,7 @@ async function main(): Promise<void> {
   let finished = false;
   try {
     for (const storeSize of options.storeSizes) {
-      await preload(dataDir, stored, storeSize);
+      await preload(preloadDir, stored, storeSize);
       stored = storeSize;
       const pools = makePools(Math.max(storeSize, 1));
       const targets: Targets = {
@@ -188,6 +191,8 @@ async function main(): Promise<void> {
       const seedFile = path.join(workDir, 'seed.json');
       await writeFile(seedFile, JSON.stringify([...pools.small, ...pools['4k'], ...pools['64k']]));
       for (const setting of settings) {
+        await rm(dataDir, { recursive: true, force: true });
+        await cp(preloadDir, dataDir, { recursive: true });
         const digestd = await startDigestd({
           dataDir,
           workers: setting.flag,
@@ -242,6 +247,7 @@ async function main(): Promise<void> {
     else {
       // Keep the servers' logs (digestd.log, its .stderr) to find out why; the store can be large.
       await rm(dataDir, { recursive: true, force: true });
+      await rm(preloadDir, { recursive: true, force: true });
       log(`the servers' logs are kept in ${workDir}`);
     }
   }
