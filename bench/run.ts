@@ -4,7 +4,7 @@
  * between the two, and reports medians. See `npm run bench -- --help`.
  */
 import { cpus, availableParallelism, loadavg, totalmem } from 'node:os';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -191,8 +191,7 @@ async function main(): Promise<void> {
       const seedFile = path.join(workDir, 'seed.json');
       await writeFile(seedFile, JSON.stringify([...pools.small, ...pools['4k'], ...pools['64k']]));
       for (const setting of settings) {
-        await rm(dataDir, { recursive: true, force: true });
-        await cp(preloadDir, dataDir, { recursive: true });
+        await freshCopy(preloadDir, dataDir);
         const digestd = await startDigestd({
           dataDir,
           workers: setting.flag,
@@ -356,6 +355,24 @@ function sampleDuring(server: BenchServer, probeDir: string, peak: MemoryPeak): 
       await pending;
     },
   };
+}
+
+/**
+ * Replaces `to` with a copy of the LMDB store in `from` (its data file: LMDB makes a new lock
+ * file), written to disk before the server starts, so that the kernel writing back gigabytes of
+ * copied pages does not weigh on the first measured runs.
+ */
+async function freshCopy(from: string, to: string): Promise<void> {
+  await rm(to, { recursive: true, force: true });
+  await mkdir(to, { recursive: true });
+  const file = path.join(to, 'data.mdb');
+  await copyFile(path.join(from, 'data.mdb'), file);
+  const handle = await open(file, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 main().catch((error: unknown) => {

@@ -13,8 +13,11 @@ export class DigestdError extends Error {
     // one took about 6 µs, more than the rest of a 404. Server errors (5xx) keep theirs for the log.
     const stackTraceLimit = Error.stackTraceLimit;
     if (statusCode < 500) Error.stackTraceLimit = 0;
-    super(message, options);
-    Error.stackTraceLimit = stackTraceLimit;
+    try {
+      super(message, options);
+    } finally {
+      Error.stackTraceLimit = stackTraceLimit;
+    }
     this.name = new.target.name;
     this.code = code;
     this.statusCode = statusCode;
