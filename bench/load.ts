@@ -20,6 +20,8 @@ export interface LoadResult {
   errors: number;
   /** CPU time the server process tree spent per request during the run (set by the harness). */
   serverCpuMicrosPerRequest: number;
+  /** Share of that CPU time spent in the kernel (0 to 1). */
+  serverSystemShare: number;
   /** Answers per status code (autocannon only). */
   statusCodes?: Record<string, number>;
 }
@@ -96,6 +98,7 @@ export async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
     errors: answered - expected + result.errors + result.timeouts,
     statusCodes,
     serverCpuMicrosPerRequest: 0,
+    serverSystemShare: 0,
   };
 }
 
@@ -168,6 +171,7 @@ export async function runWrk(options: LoadOptions & { workDir: string }): Promis
       (summary.write ?? 0) +
       (summary.timeout ?? 0),
     serverCpuMicrosPerRequest: 0,
+    serverSystemShare: 0,
   };
 }
 

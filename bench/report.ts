@@ -8,6 +8,8 @@ export interface Summary {
   errors: number;
   /** Median server CPU time per request, in microseconds. */
   cpuMicrosPerRequest: number;
+  /** Median share of the server's CPU time spent in the kernel (0 to 1). */
+  systemShare: number;
   runs: LoadResult[];
 }
 
@@ -48,6 +50,7 @@ export function summarize(runs: LoadResult[]): Summary {
     p99Ms: median(runs.map((run) => run.p99Ms)),
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
     cpuMicrosPerRequest: median(runs.map((run) => run.serverCpuMicrosPerRequest)),
+    systemShare: median(runs.map((run) => run.serverSystemShare)),
     runs,
   };
 }
@@ -55,6 +58,7 @@ export function summarize(runs: LoadResult[]): Summary {
 const MiB = 1024 * 1024;
 const number = (value: number) => Math.round(value).toLocaleString('en-US');
 const milliseconds = (value: number) => value.toFixed(value < 10 ? 2 : 1);
+const percent = (share: number) => `${Math.round(share * 100)}%`;
 
 /** The results as a Markdown table (printed, and pasted into the README). */
 export function markdownTable(results: readonly CaseResult[]): string {
@@ -73,6 +77,7 @@ export function markdownTable(results: readonly CaseResult[]): string {
     'p99 ms',
     'ratio',
     'CPU µs/req',
+    'in kernel',
     'RSS MiB',
     'heap MiB',
   ];
@@ -90,6 +95,7 @@ export function markdownTable(results: readonly CaseResult[]): string {
     result.baseline ? milliseconds(result.baseline.p99Ms) : '-',
     result.ratio === undefined ? '-' : `${result.ratio.toFixed(2)}x`,
     `${result.digestd.cpuMicrosPerRequest.toFixed(0)}${result.baseline ? ` / ${result.baseline.cpuMicrosPerRequest.toFixed(0)}` : ''}`,
+    `${percent(result.digestd.systemShare)}${result.baseline ? ` / ${percent(result.baseline.systemShare)}` : ''}`,
     (result.digestd.memory.rssBytes / MiB).toFixed(0),
     result.digestd.memory.heapUsedBytes === undefined
       ? '-'

@@ -15,7 +15,7 @@ import { markdownTable, summarize, throughputChart, type CaseResult, type Memory
 import { SCENARIOS, makePools, missDigests, type Scenario } from './scenarios.js';
 import {
   DIGESTD_BIN,
-  cpuMicros,
+  cpuTime,
   digestdSupportsWorkers,
   sampleMemory,
   startBaseline,
@@ -308,14 +308,18 @@ async function measureCase(context: {
     const order = index % 2 === 0 ? servers : [...servers].reverse();
     for (const server of order) {
       const sampler = server === digestd ? sampleDuring(digestd, context.probeDir, memory) : undefined;
-      const cpuBefore = server.process.pid === undefined ? 0 : await cpuMicros(server.process.pid);
+      const pid = server.process.pid;
+      const cpuBefore = pid === undefined ? { user: 0, system: 0 } : await cpuTime(pid);
       const result = await run(server, options.seconds);
       await sampler?.stop();
-      const cpuAfter = server.process.pid === undefined ? 0 : await cpuMicros(server.process.pid);
-      result.serverCpuMicrosPerRequest = result.requests > 0 ? (cpuAfter - cpuBefore) / result.requests : 0;
+      const cpuAfter = pid === undefined ? cpuBefore : await cpuTime(pid);
+      const user = cpuAfter.user - cpuBefore.user;
+      const system = cpuAfter.system - cpuBefore.system;
+      result.serverCpuMicrosPerRequest = result.requests > 0 ? (user + system) / result.requests : 0;
+      result.serverSystemShare = user + system > 0 ? system / (user + system) : 0;
       runs.get(server)?.push(result);
       log(
-        `${context.label}, ${server.name} run ${index + 1}/${options.runs}: ${Math.round(result.requestsPerSecond).toLocaleString('en-US')} req/s, p99 ${result.p99Ms.toFixed(1)} ms, ${result.serverCpuMicrosPerRequest.toFixed(0)} µs CPU/request${result.errors > 0 ? `, ${result.errors} errors` : ''}`,
+        `${context.label}, ${server.name} run ${index + 1}/${options.runs}: ${Math.round(result.requestsPerSecond).toLocaleString('en-US')} req/s, p99 ${result.p99Ms.toFixed(1)} ms, ${result.serverCpuMicrosPerRequest.toFixed(0)} µs CPU/request (${Math.round(result.serverSystemShare * 100)}% in the kernel)${result.errors > 0 ? `, ${result.errors} errors` : ''}`,
       );
     }
   }

@@ -227,19 +227,27 @@ export async function sampleMemory(rootPid: number, probeDir: string): Promise<M
   return { rssBytes, rssAnonBytes, heapUsedBytes, processes: pids.length };
 }
 
+/** CPU time in microseconds, split as the kernel accounts it. */
+export interface CpuTime {
+  user: number;
+  /** In the kernel: system calls, and on loopback also the TCP work of delivering to the client. */
+  system: number;
+}
+
 /**
- * CPU time (user + system) used so far by a process and its descendants, in microseconds, from
- * /proc/<pid>/stat. Unlike requests per second, CPU per request barely moves when other programs
- * compete for the machine, so it is the steadier figure for before/after comparisons.
+ * CPU time used so far by a process and its descendants, from /proc/<pid>/stat. Unlike requests
+ * per second, CPU per request barely moves when other programs compete for the machine, so it is
+ * the steadier figure for before/after comparisons.
  */
-export async function cpuMicros(rootPid: number): Promise<number> {
-  const ticksPerSecond = 100; // USER_HZ on Linux
-  let total = 0;
+export async function cpuTime(rootPid: number): Promise<CpuTime> {
+  const microsPerTick = 1e6 / 100; // USER_HZ on Linux
+  const total: CpuTime = { user: 0, system: 0 };
   for (const pid of await descendants(rootPid)) {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    total += (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * (1e6 / ticksPerSecond);
+    total.user += Number(fields[11] ?? 0) * microsPerTick;
+    total.system += Number(fields[12] ?? 0) * microsPerTick;
   }
   return total;
 }
