@@ -182,7 +182,7 @@ describe('hostile clients against short limits', () => {
     assert.equal(fits.status, 404, 'a long digest under the limit is simply not found');
   });
 
-  it('survives random garbage over TLS and TCP, answering only 400 MALFORMED_REQUEST', async () => {
+  it('survives random garbage over TLS and TCP, answering only 400 MALFORMED_REQUEST (408 to blank lines)', async () => {
     const prefixes = ['', 'GET / HTTP/1.1\r\n', 'POST /messages HTTP/1.1\r\nContent-Length: 5\r\n', 'GET /'];
     for (let round = 0; round < 40; round++) {
       const garbage = Buffer.concat([
@@ -194,12 +194,15 @@ describe('hostile clients against short limits', () => {
       const received = receiveUntilClose(socket);
       socket.write(garbage);
       const { bytes } = await received;
+      // HTTP allows blank lines before a request line, so a round whose random byte is CR or LF is
+      // still waiting for a request when the request timeout answers it.
+      const onlyBlankLines = /^[\r\n]*$/.test(garbage.toString('latin1'));
       if (round % 2 === 0 && bytes.length > 0) {
         for (const response of parseResponses(bytes)) {
           assert.ok(response.status < 500, `status ${response.status}`);
           if (response.status !== 404 && response.status !== 200) {
-            assert.equal(response.status, 400);
-            assert.equal(codeOf(response), 'MALFORMED_REQUEST');
+            assert.equal(response.status, onlyBlankLines ? 408 : 400);
+            assert.equal(codeOf(response), onlyBlankLines ? 'REQUEST_TIMEOUT' : 'MALFORMED_REQUEST');
           }
         }
       }
