@@ -47,4 +47,25 @@ describe('worker log lines over IPC', () => {
     destination.write(`${'x'.repeat(70)}\n`);
     assert.equal(sent.length, 1);
   });
+
+  it('gives the batch after an early send its own full window', async () => {
+    const sent: string[] = [];
+    const destination = new IpcLogDestination({
+      batchBytes: 64,
+      batchMs: 300,
+      send: (message, callback) => {
+        sent.push(message.lines);
+        callback(null);
+      },
+    });
+    destination.write('{"n":1}\n'); // opens a 300 ms window
+    await sleep(100);
+    destination.write(`${'x'.repeat(70)}\n`); // fills the batch: sent at once with the line before
+    assert.equal(sent.length, 1);
+    destination.write('{"n":2}\n'); // a new batch: its window ends about 300 ms from now
+    await sleep(250); // past the end of the first window, before the end of the second
+    assert.equal(sent.length, 1, 'the first window does not send the next batch early');
+    await sleep(150);
+    assert.deepEqual(sent.slice(1), ['{"n":2}\n']);
+  });
 });
