@@ -58,7 +58,8 @@ export function summarize(runs: LoadResult[]): Summary {
 const MiB = 1024 * 1024;
 const number = (value: number) => Math.round(value).toLocaleString('en-US');
 const milliseconds = (value: number) => value.toFixed(value < 10 ? 2 : 1);
-const percent = (share: number) => `${Math.round(share * 100)}%`;
+/** A share (0 to 1) as a whole percentage. */
+export const percent = (share: number) => `${Math.round(share * 100)}%`;
 
 /** The results as a Markdown table (printed, and pasted into the README). */
 export function markdownTable(results: readonly CaseResult[]): string {

@@ -11,7 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { messagePath, runAutocannon, runWrk, wrkInstalled, type LoadResult, type Targets } from './load.js';
 import { preload } from './preload.js';
-import { markdownTable, summarize, throughputChart, type CaseResult, type MemoryPeak } from './report.js';
+import {
+  markdownTable,
+  percent,
+  summarize,
+  throughputChart,
+  type CaseResult,
+  type MemoryPeak,
+} from './report.js';
 import { SCENARIOS, makePools, missDigests, type Scenario } from './scenarios.js';
 import {
   DIGESTD_BIN,
@@ -319,7 +326,7 @@ async function measureCase(context: {
       result.serverSystemShare = user + system > 0 ? system / (user + system) : 0;
       runs.get(server)?.push(result);
       log(
-        `${context.label}, ${server.name} run ${index + 1}/${options.runs}: ${Math.round(result.requestsPerSecond).toLocaleString('en-US')} req/s, p99 ${result.p99Ms.toFixed(1)} ms, ${result.serverCpuMicrosPerRequest.toFixed(0)} µs CPU/request (${Math.round(result.serverSystemShare * 100)}% in the kernel)${result.errors > 0 ? `, ${result.errors} errors` : ''}`,
+        `${context.label}, ${server.name} run ${index + 1}/${options.runs}: ${Math.round(result.requestsPerSecond).toLocaleString('en-US')} req/s, p99 ${result.p99Ms.toFixed(1)} ms, ${result.serverCpuMicrosPerRequest.toFixed(0)} µs CPU/request (${percent(result.serverSystemShare)} in the kernel)${result.errors > 0 ? `, ${result.errors} errors` : ''}`,
       );
     }
   }

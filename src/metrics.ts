@@ -132,8 +132,8 @@ async function timed<T>(timers: { ok: StoreTimer; error: StoreTimer }, run: () =
 /**
  * A store whose operations' latencies land in `digestd_store_operation_duration_seconds`. A plain
  * class rather than a Proxy: no trap on every property read of the hot path, and implementing
- * the contract makes TypeScript name any method added to it later. Methods are looked up on the store at each call, so one replaced later (a
- * test's spy) is still the one timed.
+ * the contract makes TypeScript name any method added to it later. Methods are looked up on the
+ * store at each call, so one replaced later (a test's spy) is still the one timed.
  */
 class TimedStore implements MessageStore {
   readonly kind: string;
