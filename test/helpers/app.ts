@@ -37,10 +37,10 @@ export async function buildTestApp(overrides: Partial<AppOptions> = {}): Promise
 }
 
 /**
- * The test app of one test file: built before its tests and closed after them. Read `app` and
- * `store` inside the tests (they exist once `before` has run).
+ * The test app of one test file: built before its tests and closed after them (so it offers no
+ * close of its own). Read `app` and `store` inside the tests (they exist once `before` has run).
  */
-export function useTestApp(overrides: Partial<AppOptions> = {}): TestApp {
+export function useTestApp(overrides: Partial<AppOptions> = {}): Omit<TestApp, 'close'> {
   let built: TestApp | undefined;
   before(async () => {
     built = await buildTestApp(overrides);
@@ -57,6 +57,5 @@ export function useTestApp(overrides: Partial<AppOptions> = {}): TestApp {
     get store() {
       return current().store;
     },
-    close: () => current().close(),
   };
 }
