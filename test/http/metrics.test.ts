@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { StoreUnavailable } from '../../src/errors.js';
 import { metrics } from '../../src/metrics.js';
 import { buildTestApp, useTestApp } from '../helpers/app.js';
 import { request, startServer, temporaryDirectory } from '../helpers/server.js';
@@ -97,6 +98,23 @@ describe('GET /metrics', () => {
     const after = await scrape();
     assert.equal((sample(after, put) ?? 0) - (sample(before, put) ?? 0), 1);
     assert.equal((sample(after, get) ?? 0) - (sample(before, get) ?? 0), 1);
+  });
+
+  it('times a failed store operation as outcome "error", and the request answers 503', async () => {
+    const failed =
+      'digestd_store_operation_duration_seconds_count{store="lmdb",operation="get",outcome="error"}';
+    const store = testApp.store;
+    const get = store.get.bind(store);
+    store.get = () => Promise.reject(new StoreUnavailable('The LMDB store failed to read.'));
+    try {
+      const before = await scrape();
+      const response = await testApp.app.inject({ method: 'GET', url: `/messages/${'2'.repeat(64)}` });
+      assert.equal(response.statusCode, 503);
+      const after = await scrape();
+      assert.equal((sample(after, failed) ?? 0) - (sample(before, failed) ?? 0), 1);
+    } finally {
+      store.get = get;
+    }
   });
 
   it('exposes the cache counters another module increments', async () => {
