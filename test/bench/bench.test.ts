@@ -21,8 +21,15 @@ interface BenchJson {
       errors: number;
       runs: { requests: number }[];
       memory: { rssBytes: number };
+      cpuMicrosPerRequest: number;
+      systemShare: number;
     };
-    baseline: { requestsPerSecond: number; runs: { requests: number }[] };
+    baseline: {
+      requestsPerSecond: number;
+      runs: { requests: number }[];
+      cpuMicrosPerRequest: number;
+      systemShare: number;
+    };
     ratio: number;
   }[];
 }
@@ -94,6 +101,11 @@ describe('npm run bench', { timeout: 240_000 }, () => {
       assert.equal(result.digestd.errors, 0, `${result.scenario}: every answer had the expected status`);
       assert.ok(result.ratio > 0);
       assert.ok(result.digestd.memory.rssBytes > 0, 'the server memory was sampled');
+      for (const server of [result.digestd, result.baseline]) {
+        assert.ok(server.cpuMicrosPerRequest > 0, `${result.scenario}: the server's CPU was measured`);
+        // TLS over sockets always takes system calls, and never only them.
+        assert.ok(server.systemShare > 0 && server.systemShare < 1, `kernel share ${server.systemShare}`);
+      }
       assert.ok(stdout.includes(`| ${result.scenario}`), 'the table has a row per scenario');
     }
     assertWellFormedSvg(svg, scenarios);
