@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import rateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit';
-import underPressure from '@fastify/under-pressure';
+import underPressurePlugin from '@fastify/under-pressure';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { digestOf } from '../digest.js';
 import { InvalidConfig, Overloaded, TooManyRequests, Unauthorized } from '../errors.js';
@@ -116,16 +116,28 @@ export const OVERLOADED_RETRY_AFTER_SECONDS = 5;
 /**
  * Answers 503 with Retry-After instead of queueing when the event loop lags or memory passes
  * its limit (@fastify/under-pressure samples both every second). /healthz and /metrics stay open.
+ *
+ * under-pressure lives in a context of its own with no routes, where it only samples; one cheap
+ * check here decides. Its own onRequest hook reads `request.routeOptions` (a new object on each
+ * read) for every request before comparing anything: 3.6% of the instructions of a GET hit.
  */
 export function shedLoad(app: FastifyInstance, limits: PressureLimits): void {
-  void app.register(underPressure, {
-    maxEventLoopDelay: limits.maxEventLoopDelayMs,
-    maxHeapUsedBytes: limits.maxHeapUsedBytes,
-    maxRssBytes: limits.maxRssBytes,
-    pressureHandler: (request) => {
-      const route = request.routeOptions.url;
-      if (route === '/healthz' || route === '/metrics') return undefined;
-      return Promise.reject(new Overloaded(OVERLOADED_RETRY_AFTER_SECONDS));
-    },
+  let isUnderPressure = () => false;
+  void app.register(async (sampler) => {
+    await sampler.register(underPressurePlugin, {
+      maxEventLoopDelay: limits.maxEventLoopDelayMs,
+      maxHeapUsedBytes: limits.maxHeapUsedBytes,
+      maxRssBytes: limits.maxRssBytes,
+    });
+    isUnderPressure = () => sampler.isUnderPressure();
+  });
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (!isUnderPressure()) return done();
+    const route = request.routeOptions.url;
+    done(
+      route === '/healthz' || route === '/metrics'
+        ? undefined
+        : new Overloaded(OVERLOADED_RETRY_AFTER_SECONDS),
+    );
   });
 }
