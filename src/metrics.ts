@@ -22,21 +22,35 @@ const STORE_BUCKETS = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1,
 ];
 
+const httpRequestDuration = new Histogram({
+  name: 'digestd_http_request_duration_seconds',
+  help: 'Time from receiving a request to sending its response, by method, route pattern and status.',
+  labelNames: ['method', 'route', 'status'] as const,
+  buckets: HTTP_BUCKETS,
+  registers: [workerRegistry],
+});
+
 /** Counters and histograms of a serving process. */
 export const metrics = {
+  /**
+   * The duration histogram's count for each label set, read when scraped: a request is observed
+   * once, in the histogram, instead of also counted here (each prom-client call validates and
+   * hashes its labels again, even through a labelled child).
+   */
   httpRequests: new Counter({
     name: 'digestd_http_requests_total',
     help: 'HTTP requests answered, by method, route pattern and status.',
     labelNames: ['method', 'route', 'status'] as const,
     registers: [workerRegistry],
+    async collect() {
+      const { values } = await httpRequestDuration.get();
+      this.reset();
+      for (const { metricName, labels, value } of values) {
+        if (metricName === 'digestd_http_request_duration_seconds_count') this.inc(labels, value);
+      }
+    },
   }),
-  httpRequestDuration: new Histogram({
-    name: 'digestd_http_request_duration_seconds',
-    help: 'Time from receiving a request to sending its response, by method, route pattern and status.',
-    labelNames: ['method', 'route', 'status'] as const,
-    buckets: HTTP_BUCKETS,
-    registers: [workerRegistry],
-  }),
+  httpRequestDuration,
   storeOperationDuration: new Histogram({
     name: 'digestd_store_operation_duration_seconds',
     help: 'Latency of message store operations, by store, operation and outcome (ok or error).',
@@ -89,29 +103,18 @@ export function collectProcessMetrics(): void {
   collectDefaultMetrics({ register: workerRegistry });
 }
 
-/**
- * The labelled children of the per-request metrics, looked up once per distinct label set:
- * prom-client hashes the label object on every inc/observe otherwise, which showed in profiles.
- */
-const requestChildren = new Map<
-  string,
-  { count: ReturnType<Counter['labels']>; duration: ReturnType<Histogram['labels']> }
->();
+/** The histogram's labelled child of each label set, built once (labels() validates and allocates). */
+const requestDurations = new Map<string, ReturnType<Histogram['labels']>>();
 
-/** Counts one answered request and its duration in seconds. */
+/** Counts one answered request (digestd_http_requests_total) and its duration in seconds. */
 export function countRequest(method: string, route: string, status: number, seconds: number): void {
   const key = `${method} ${status} ${route}`;
-  let children = requestChildren.get(key);
-  if (children === undefined) {
-    const labels = { method, route, status: String(status) };
-    children = {
-      count: metrics.httpRequests.labels(labels),
-      duration: metrics.httpRequestDuration.labels(labels),
-    };
-    requestChildren.set(key, children);
+  let duration = requestDurations.get(key);
+  if (duration === undefined) {
+    duration = httpRequestDuration.labels({ method, route, status: String(status) });
+    requestDurations.set(key, duration);
   }
-  children.count.inc();
-  children.duration.observe(seconds);
+  duration.observe(seconds);
 }
 
 type StoreTimer = ReturnType<Histogram['labels']>;
