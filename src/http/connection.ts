@@ -2,6 +2,7 @@ import {
   createServer as createHttpServer,
   STATUS_CODES,
   type RequestListener,
+  type ServerResponse,
   type ServerOptions,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -142,26 +143,18 @@ function limitConnections(server: import('node:net').Server, max: number): void 
  * behind a POST of the same message could run before the write is durable and answer 404.
  * RFC 9112 (9.3.2) allows parallel processing only when every request is safe; this runs the
  * requests of one connection one after the other, which costs nothing since responses on a
- * connection are sent in order anyway.
+ * connection are sent in order anyway. A handler ends its response only once its work is done
+ * (a POST after the write is durable), so a request waits only while the response before it on
+ * its connection is unended; a client that waits for each answer, as nearly all do, never waits
+ * here and adds no listener.
  */
 function oneRequestAtATime(handler: RequestListener): RequestListener {
-  const queues = new WeakMap<object, (() => void)[]>();
+  const lastResponse = new WeakMap<object, ServerResponse>();
   return (request, response) => {
-    let queue = queues.get(request.socket);
-    if (queue === undefined) {
-      queue = [];
-      queues.set(request.socket, queue);
-    }
-    const waiting = queue;
-    const run = () => {
-      response.once('close', () => {
-        waiting.shift();
-        waiting[0]?.();
-      });
-      handler(request, response);
-    };
-    waiting.push(run);
-    if (waiting.length === 1) run();
+    const previous = lastResponse.get(request.socket);
+    lastResponse.set(request.socket, response);
+    if (previous === undefined || previous.writableEnded) handler(request, response);
+    else previous.once('close', () => handler(request, response));
   };
 }
 
