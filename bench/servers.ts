@@ -37,13 +37,15 @@ function get(url: string, ca: string | undefined): Promise<number> {
   });
 }
 
-async function waitUntilAnswering(
+/** Waits until `url` answers anything over TLS with the certificate at `certPath`. */
+export async function waitUntilAnswering(
   child: ChildProcess,
   url: string,
   certPath: string,
   errorFile: string,
+  timeoutMs = 60_000,
 ): Promise<void> {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       const stderr = await readFile(errorFile, 'utf8').catch(() => '');
@@ -58,10 +60,11 @@ async function waitUntilAnswering(
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${url}: the server did not answer within 60 s`);
+  throw new Error(`${url}: the server did not answer within ${timeoutMs / 1000} s`);
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
+/** Stops a server: SIGTERM, then SIGKILL after 15 s. */
+export function stopper(child: ChildProcess): () => Promise<void> {
   return async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
