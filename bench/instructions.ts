@@ -3,9 +3,10 @@
  * valgrind's callgrind over a fixed number of requests, for the bare baseline (bench/baseline.ts),
  * a bare Fastify server (bench/fastify-baseline.ts) and digestd's request path
  * (bench/digestd-in-process.ts). Unlike requests per second, a count does not depend on what
- * else the machine is doing, so two builds or two servers compare to within about 2% on a shared,
- * noisy machine. It leaves out the kernel's work (TLS records' write(2), waking the client) and
- * weighs every instruction alike; throughput remains `npm run bench`'s job.
+ * else the machine is doing. Runs of one build still differ by up to about 10% (a garbage
+ * collection falls in a run or not), hence the median of several. It leaves out the kernel's work
+ * (TLS records' write(2), waking the client) and weighs every instruction alike; throughput
+ * remains `npm run bench`'s job.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
@@ -164,10 +165,10 @@ async function measureServer(
       ],
     });
     const paths = seeds.map((message) => `/messages/${hexDigest(message)}`);
-    for (const scenario of options.scenarios)
-      await load(url, scenario, options.warmup, options.connections, paths);
     const results: InstructionResult[] = [];
     for (const scenario of options.scenarios) {
+      // Right before the count, so that it starts on paths V8 has optimized for this scenario.
+      await load(url, scenario, options.warmup, options.connections, paths);
       const runs: number[] = [];
       for (let index = 0; index < options.runs; index++) {
         const before = new Set(await readdir(directory));

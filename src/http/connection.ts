@@ -146,7 +146,9 @@ function limitConnections(server: import('node:net').Server, max: number): void 
  * connection are sent in order anyway. A handler ends its response only once its work is done
  * (a POST after the write is durable), so a request waits only while the response before it on
  * its connection is unended; a client that waits for each answer, as nearly all do, never waits
- * here and adds no listener.
+ * here and adds no listener. Ordering rests on that: a handler that answered before its work was
+ * done (a timeout answering early, say) would let the next request on the connection overtake it.
+ * The map keeps each connection's last response until the connection is collected.
  */
 function oneRequestAtATime(handler: RequestListener): RequestListener {
   const lastResponse = new WeakMap<object, ServerResponse>();
