@@ -18,7 +18,8 @@ import { parseArgs, promisify } from 'node:util';
 import autocannon from 'autocannon';
 import { freePort } from '../scripts/lib/free-port.js';
 import { loadTlsMaterial } from '../src/http/tls.js';
-import { hexDigest, missDigests } from './scenarios.js';
+import { messagePath, runAutocannon, type Targets } from './load.js';
+import { SCENARIOS, missDigests } from './scenarios.js';
 import { stopper, waitUntilAnswering } from './servers.js';
 
 const HELP = `Usage: npm run bench:instructions -- [options]
@@ -67,30 +68,14 @@ async function load(
   scenario: ScenarioName,
   amount: number,
   connections: number,
-  paths: string[],
+  targets: Targets,
 ) {
-  const misses = missDigests(100).map((digest) => `/messages/${digest}`);
-  const pick = (from: string[]) => from[Math.floor(Math.random() * from.length)] ?? '/';
-  let counter = 0;
-  const prefix = `instructions-${process.pid}-${Date.now()}`;
-  const request: autocannon.Request =
-    scenario === 'post-new'
-      ? {
-          method: 'POST',
-          path: '/messages',
-          headers: { 'content-type': 'application/json' },
-          setupRequest: (next) => ({ ...next, body: JSON.stringify({ message: `${prefix}-${++counter}` }) }),
-        }
-      : {
-          method: 'GET',
-          setupRequest: (next) => ({ ...next, path: pick(scenario === 'get-hit' ? paths : misses) }),
-        };
-  const result = await autocannon({ url, connections, amount, requests: [request] });
-  const expected = { 'get-hit': '200', 'get-miss': '404', 'post-new': '201' }[scenario];
-  const answered = result.statusCodeStats?.[expected as keyof typeof result.statusCodeStats]?.count ?? 0;
-  if (answered !== amount || result.errors > 0 || result.timeouts > 0) {
+  const plan = SCENARIOS.find((candidate) => candidate.name === scenario);
+  if (plan === undefined) throw new Error(`no scenario ${scenario}`);
+  const result = await runAutocannon({ url, scenario: plan, targets, connections, seconds: 0, amount });
+  if (result.requests !== amount || result.errors > 0) {
     throw new Error(
-      `${url} ${scenario}: ${answered} of ${amount} answered ${expected} (${result.errors} errors, ${result.timeouts} timeouts)`,
+      `${url} ${scenario}: ${result.errors} of ${result.requests} answers were not ${plan.expected.join(' or ')} (${amount} sent)`,
     );
   }
 }
@@ -164,17 +149,20 @@ async function measureServer(
         },
       ],
     });
-    const paths = seeds.map((message) => `/messages/${hexDigest(message)}`);
+    const targets: Targets = {
+      hits: { small: seeds.map(messagePath) },
+      misses: missDigests(100).map((digest) => `/messages/${digest}`),
+    };
     const results: InstructionResult[] = [];
     for (const scenario of options.scenarios) {
       // Right before the count, so that it starts on paths V8 has optimized for this scenario.
-      await load(url, scenario, options.warmup, options.connections, paths);
+      await load(url, scenario, options.warmup, options.connections, targets);
       const runs: number[] = [];
       for (let index = 0; index < options.runs; index++) {
         const before = new Set(await readdir(directory));
         await control('--zero');
         await control('--instr=on');
-        await load(url, scenario, options.requests, options.connections, paths);
+        await load(url, scenario, options.requests, options.connections, targets);
         await control('--dump');
         await control('--instr=off');
         const instructions = await countDumped(directory, before);

@@ -41,6 +41,8 @@ export interface LoadOptions {
   targets: Targets;
   connections: number;
   seconds: number;
+  /** A fixed number of requests instead of `seconds` of load (autocannon only). */
+  amount?: number;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -79,7 +81,7 @@ export async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
   const result = await autocannon({
     url: options.url,
     connections: options.connections,
-    duration: options.seconds,
+    ...(options.amount === undefined ? { duration: options.seconds } : { amount: options.amount }),
     requests,
   });
   const statusCodes: Record<string, number> = {};
