@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { IpcLogDestination, type LogLinesMessage } from '../../src/log/ipc.js';
+import { IpcLogDestination, type IpcLogDestinationOptions, type LogLinesMessage } from '../../src/log/ipc.js';
 
-function recorder() {
+function recorder(options: Partial<IpcLogDestinationOptions> = {}) {
   const sent: string[] = [];
   const destination = new IpcLogDestination({
     batchMs: 30,
+    ...options,
     send: (message: LogLinesMessage, callback) => {
       sent.push(message.lines);
       setImmediate(() => callback(null));
@@ -35,29 +36,13 @@ describe('worker log lines over IPC', () => {
   });
 
   it('sends a full batch without waiting for the window', () => {
-    const sent: string[] = [];
-    const destination = new IpcLogDestination({
-      batchBytes: 64,
-      batchMs: 10_000,
-      send: (message, callback) => {
-        sent.push(message.lines);
-        callback(null);
-      },
-    });
+    const { sent, destination } = recorder({ batchBytes: 64, batchMs: 10_000 });
     destination.write(`${'x'.repeat(70)}\n`);
     assert.equal(sent.length, 1);
   });
 
   it('gives the batch after an early send its own full window', async () => {
-    const sent: string[] = [];
-    const destination = new IpcLogDestination({
-      batchBytes: 64,
-      batchMs: 300,
-      send: (message, callback) => {
-        sent.push(message.lines);
-        callback(null);
-      },
-    });
+    const { sent, destination } = recorder({ batchBytes: 64, batchMs: 300 });
     destination.write('{"n":1}\n'); // opens a 300 ms window
     await sleep(100);
     destination.write(`${'x'.repeat(70)}\n`); // fills the batch: sent at once with the line before
