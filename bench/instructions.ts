@@ -22,13 +22,17 @@ import { messagePath, runAutocannon, type Targets } from './load.js';
 import { SCENARIOS, missDigests } from './scenarios.js';
 import { stopper, waitUntilAnswering } from './servers.js';
 
+/** The scenarios of bench/scenarios.ts this tool seeds for: small messages only. */
+const SCENARIO_NAMES = ['get-hit', 'get-miss', 'post-new'] as const;
+type ScenarioName = (typeof SCENARIO_NAMES)[number];
+
 const HELP = `Usage: npm run bench:instructions -- [options]
 
   --requests N      requests per measured run (default 3000)
   --runs N          measured runs per scenario and server; the median is reported (default 3)
   --warmup N        unmeasured requests of each scenario right before its runs (default 3000)
   --connections N   concurrent keep-alive connections (default 16)
-  --scenarios LIST  comma-separated subset of: ${['get-hit', 'get-miss', 'post-new'].join(', ')} (default all)
+  --scenarios LIST  comma-separated subset of: ${SCENARIO_NAMES.join(', ')} (default all)
   --servers LIST    comma-separated subset of: baseline, fastify, digestd (default all)
   --out DIR         where the JSON results go (default bench/results)
 
@@ -41,7 +45,6 @@ const run = promisify(execFile);
 const SEEDED = 1000;
 
 type ServerName = 'baseline' | 'fastify' | 'digestd';
-type ScenarioName = 'get-hit' | 'get-miss' | 'post-new';
 
 /** The command line of each server: its script and arguments besides --port. */
 const SERVERS: Record<ServerName, (tls: { certPath: string; keyPath: string }, dataDir: string) => string[]> =
@@ -214,7 +217,7 @@ async function main(argv: string[]): Promise<void> {
       runs: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '3000' },
       connections: { type: 'string', default: '16' },
-      scenarios: { type: 'string', default: 'get-hit,get-miss,post-new' },
+      scenarios: { type: 'string', default: SCENARIO_NAMES.join(',') },
       servers: { type: 'string', default: 'baseline,fastify,digestd' },
       out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
       help: { type: 'boolean', default: false },
@@ -227,7 +230,7 @@ async function main(argv: string[]): Promise<void> {
   const scenarios = values.scenarios.split(',') as ScenarioName[];
   const servers = values.servers.split(',') as ServerName[];
   const unknown = [
-    ...scenarios.filter((name) => !['get-hit', 'get-miss', 'post-new'].includes(name)),
+    ...scenarios.filter((name) => !(SCENARIO_NAMES as readonly string[]).includes(name)),
     ...servers.filter((name) => !(name in SERVERS)),
   ];
   if (unknown.length > 0) throw new Error(`unknown scenario or server: ${unknown.join(', ')}\n\n${HELP}`);
