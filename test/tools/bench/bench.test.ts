@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { wrkInstalled } from '../../../bench/load.js';
+import { temporaryDirectory } from '../../helpers/server.js';
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const run = promisify(execFile);
+
+interface BenchJson {
+  supportsWorkers: boolean;
+  results: {
+    scenario: string;
+    tool: string;
+    digestd: {
+      requestsPerSecond: number;
+      errors: number;
+      runs: { requests: number }[];
+      memory: { rssBytes: number };
+      cpuMicrosPerRequest: number;
+      systemShare: number;
+    };
+    baseline: {
+      requestsPerSecond: number;
+      runs: { requests: number }[];
+      cpuMicrosPerRequest: number;
+      systemShare: number;
+    };
+    ratio: number;
+  }[];
+}
+
+/** Runs the harness in quick mode (about a second per scenario) and reads what it wrote. */
+async function quickBench(extra: string[]): Promise<{ json: BenchJson; svg: string; stdout: string }> {
+  const out = await temporaryDirectory('digestd-bench-test-');
+  try {
+    const chart = path.join(out, 'chart.svg');
+    const { stdout } = await run(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'bench/run.ts',
+        '--quick',
+        '--workers',
+        '1',
+        '--preload',
+        '1000',
+        '--out',
+        out,
+        '--chart',
+        chart,
+        ...extra,
+      ],
+      { cwd: ROOT, timeout: 120_000 },
+    );
+    const files = (await readdir(out)).filter((name) => name.endsWith('.json'));
+    assert.equal(files.length, 1, `one JSON result file in ${out}`);
+    const json = JSON.parse(await readFile(path.join(out, files[0] ?? ''), 'utf8')) as BenchJson;
+    return { json, svg: await readFile(chart, 'utf8'), stdout };
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+}
+
+function assertWellFormedSvg(svg: string, scenarios: string[]): void {
+  assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*>/);
+  assert.match(svg, /<\/svg>\n$/);
+  for (const scenario of scenarios)
+    assert.ok(svg.includes(`>${scenario}</text>`), `the chart labels ${scenario}`);
+  assert.ok((svg.match(/<rect /g) ?? []).length > scenarios.length * 2, 'the chart has bars');
+}
+
+describe('npm run bench', { timeout: 240_000 }, () => {
+  it('measures digestd and the baseline and writes JSON results and an SVG chart', async () => {
+    const scenarios = ['get-hit', 'get-miss', 'post-new'];
+    const { json, svg, stdout } = await quickBench([
+      '--scenarios',
+      scenarios.join(','),
+      '--tool',
+      'autocannon',
+    ]);
+    assert.deepEqual(
+      json.results.map((result) => result.scenario),
+      scenarios,
+    );
+    for (const result of json.results) {
+      assert.equal(result.tool, 'autocannon');
+      assert.ok(
+        result.digestd.runs[0] && result.digestd.runs[0].requests > 0,
+        `${result.scenario}: digestd answered`,
+      );
+      assert.ok(
+        result.baseline.runs[0] && result.baseline.runs[0].requests > 0,
+        `${result.scenario}: baseline answered`,
+      );
+      assert.equal(result.digestd.errors, 0, `${result.scenario}: every answer had the expected status`);
+      assert.ok(result.ratio > 0);
+      assert.ok(result.digestd.memory.rssBytes > 0, 'the server memory was sampled');
+      for (const server of [result.digestd, result.baseline]) {
+        assert.ok(server.cpuMicrosPerRequest > 0, `${result.scenario}: the server's CPU was measured`);
+        // TLS over sockets always takes system calls, and never only them.
+        assert.ok(server.systemShare > 0 && server.systemShare < 1, `kernel share ${server.systemShare}`);
+      }
+      assert.ok(stdout.includes(`| ${result.scenario}`), 'the table has a row per scenario');
+    }
+    assertWellFormedSvg(svg, scenarios);
+  });
+
+  it('drives the same scenarios with wrk', { skip: !wrkInstalled() && 'wrk is not installed' }, async () => {
+    const { json, svg } = await quickBench(['--scenarios', 'mix-90-10', '--tool', 'wrk']);
+    const [result] = json.results;
+    assert.equal(result?.tool, 'wrk');
+    assert.ok(result.digestd.runs[0] && result.digestd.runs[0].requests > 0);
+    assert.ok(result.baseline.runs[0] && result.baseline.runs[0].requests > 0);
+    assert.equal(result.digestd.errors, 0);
+    assertWellFormedSvg(svg, ['mix-90-10']);
+  });
+});

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig, redactConfig } from '../../src/config.js';
+import { InvalidConfig } from '../../src/errors.js';
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const config = loadConfig([], {});
+    assert.equal(config.port, 8443);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.dataDir, './data');
+    assert.equal(config.tls, true);
+    assert.equal(config.maxMessageBytes, 1024 * 1024);
+    assert.equal(config.logLevel, 'info');
+    assert.ok(Object.isFrozen(config));
+  });
+
+  it('reads environment variables, and flags win over them', () => {
+    const env = { DIGESTD_PORT: '9000', DIGESTD_HOST: '127.0.0.1' };
+    assert.equal(loadConfig([], env).port, 9000);
+    const config = loadConfig(['--port', '9100'], env);
+    assert.equal(config.port, 9100);
+    assert.equal(config.host, '127.0.0.1');
+  });
+
+  it('parses byte sizes with units', () => {
+    assert.equal(loadConfig(['--max-message-bytes', '64KiB'], {}).maxMessageBytes, 65536);
+    assert.equal(loadConfig(['--max-message-bytes', '2M'], {}).maxMessageBytes, 2 * 1024 * 1024);
+  });
+
+  it('--no-tls turns TLS off, over the environment', () => {
+    assert.equal(loadConfig(['--no-tls'], { DIGESTD_TLS: 'true' }).tls, false);
+    assert.equal(loadConfig([], { DIGESTD_TLS: 'no' }).tls, false);
+  });
+
+  it('reports every bad setting at once, by name', () => {
+    assert.throws(
+      () => loadConfig(['--port', '70000', '--log-level', 'loud'], { DIGESTD_MAX_MESSAGE_BYTES: '1 parsec' }),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidConfig);
+        assert.equal(error.problems.length, 3);
+        assert.match(error.message, /--port: must be at most 65535/);
+        assert.match(error.message, /--log-level/);
+        assert.match(error.message, /DIGESTD_MAX_MESSAGE_BYTES/);
+        return true;
+      },
+    );
+  });
+
+  it('requires --tls-cert and --tls-key together', () => {
+    assert.throws(() => loadConfig(['--tls-cert', 'a.pem'], {}), /--tls-cert and --tls-key/);
+  });
+
+  it('redacts nothing that is not secret', () => {
+    assert.equal(redactConfig(loadConfig([], {})).port, 8443);
+  });
+});
+
+describe('configuration: connection protection', () => {
+  it('has the documented defaults', () => {
+    const config = loadConfig([], {});
+    assert.equal(config.headersTimeout, 10_000);
+    assert.equal(config.requestTimeout, 60_000);
+    assert.equal(config.keepAliveTimeout, 72_000);
+    assert.equal(config.maxHeaderBytes, 16 * 1024);
+    assert.equal(config.maxUrlBytes, 8 * 1024);
+    assert.equal(config.maxConnections, 10_000);
+  });
+
+  it('reads flags and environment variables', () => {
+    const config = loadConfig(['--headers-timeout', '2000', '--max-header-bytes', '32KiB'], {
+      DIGESTD_MAX_CONNECTIONS: '0',
+      DIGESTD_MAX_URL_BYTES: '2K',
+    });
+    assert.equal(config.headersTimeout, 2000);
+    assert.equal(config.maxHeaderBytes, 32 * 1024);
+    assert.equal(config.maxConnections, 0);
+    assert.equal(config.maxUrlBytes, 2048);
+  });
+
+  it('refuses a header timeout longer than the request timeout, and zero timeouts', () => {
+    assert.throws(
+      () => loadConfig(['--headers-timeout', '5000', '--request-timeout', '1000'], {}),
+      (error: InvalidConfig) =>
+        error.problems.includes('--headers-timeout must not be longer than --request-timeout'),
+    );
+    assert.throws(
+      () => loadConfig(['--keep-alive-timeout', '0'], {}),
+      (error: InvalidConfig) => error.problems.some((problem) => problem.startsWith('--keep-alive-timeout')),
+    );
+  });
+});

@@ -1,0 +1,237 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import type { InjectOptions } from 'fastify';
+import { buildTestApp, useTestApp } from '../../helpers/app.js';
+
+const FOO_DIGEST = '2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae';
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+const testApp = useTestApp({ maxMessageBytes: 1024 });
+
+function post(payload: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) {
+  const options: InjectOptions = { method: 'POST', url: '/messages', headers };
+  if (typeof payload === 'string' || Buffer.isBuffer(payload)) options.payload = payload;
+  else options.payload = JSON.stringify(payload);
+  return testApp.app.inject(options);
+}
+
+function assertError(response: Awaited<ReturnType<typeof post>>, status: number, code: string) {
+  assert.equal(response.statusCode, status, response.body);
+  assert.equal(response.headers['content-type'], 'application/json');
+  const body = response.json<{ err_msg: string; code: string }>();
+  assert.equal(body.code, code);
+  assert.equal(typeof body.err_msg, 'string');
+  assert.ok(body.err_msg.length > 5, 'err_msg is a sentence');
+  assert.deepEqual(Object.keys(body).sort(), ['code', 'err_msg']);
+  assert.doesNotMatch(response.body, /at .*\.(ts|js):\d+/, 'no stack trace');
+}
+
+describe('POST /messages', () => {
+  it('answers 201 with the SHA-256 digest of foo', async () => {
+    const response = await post({ message: 'foo' });
+    assert.equal(response.statusCode, 201);
+    assert.equal(response.headers['content-type'], 'application/json');
+    assert.deepEqual(response.json(), { digest: FOO_DIGEST });
+  });
+
+  it('answers 201 again with the same digest when the message is posted twice', async () => {
+    const first = await post({ message: 'twice' });
+    const second = await post({ message: 'twice' });
+    assert.equal(first.statusCode, 201);
+    assert.equal(second.statusCode, 201);
+    assert.deepEqual(second.json(), first.json());
+  });
+
+  it('accepts the empty string and round-trips it', async () => {
+    const response = await post({ message: '' });
+    assert.equal(response.statusCode, 201);
+    const { digest } = response.json<{ digest: string }>();
+    assert.equal(digest, sha256(''));
+    const read = await testApp.app.inject({ method: 'GET', url: `/messages/${digest}` });
+    assert.equal(read.statusCode, 200);
+    assert.deepEqual(read.json(), { message: '' });
+  });
+
+  it('ignores extra fields and hashes only the message', async () => {
+    const response = await post({ message: 'foo', digest: 'f'.repeat(64), other: [1, 2] });
+    assert.equal(response.statusCode, 201);
+    assert.deepEqual(response.json(), { digest: FOO_DIGEST });
+  });
+
+  it('accepts a charset parameter on the JSON content type', async () => {
+    const response = await post(JSON.stringify({ message: 'foo' }), {
+      'content-type': 'application/json; charset=utf-8',
+    });
+    assert.equal(response.statusCode, 201);
+  });
+
+  it('hashes the UTF-8 bytes of non-ASCII messages', async () => {
+    const message = 'héllo wörld 🎉 日本語';
+    const response = await post({ message });
+    assert.deepEqual(response.json(), { digest: sha256(message) });
+  });
+
+  for (const [label, payload] of [
+    ['malformed JSON', '{"message": "foo"'],
+    ['a JSON array', '["foo"]'],
+    ['a JSON number', '42'],
+    ['JSON null', 'null'],
+    ['a JSON string', '"foo"'],
+    ['an object without message', '{}'],
+    ['a numeric message', '{"message": 42}'],
+    ['a null message', '{"message": null}'],
+    ['an object message', '{"message": {}}'],
+    ['an array message', '{"message": ["foo"]}'],
+    ['a boolean message', '{"message": true}'],
+    ['message only on the prototype', '{"__proto__": {"message": "foo"}}'],
+    ['an empty body', ''],
+  ] as const) {
+    it(`rejects ${label} with 400`, async () => {
+      const response = await post(payload);
+      assert.equal(response.statusCode, 400, response.body);
+      assertError(response, 400, response.json<{ code: string }>().code);
+    });
+  }
+
+  it('rejects a lone surrogate with 400 and stores nothing', async () => {
+    const response = await post('{"message": "\\ud800"}');
+    assertError(response, 400, 'INVALID_MESSAGE');
+  });
+
+  it('rejects invalid UTF-8 bytes in the body with 400', async () => {
+    const body = Buffer.concat([Buffer.from('{"message": "'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+    assertError(await post(body), 400, 'INVALID_UTF8');
+  });
+
+  it('rejects malformed JSON with code INVALID_JSON', async () => {
+    assertError(await post('{"message": '), 400, 'INVALID_JSON');
+  });
+
+  it('answers 413 for a message over the limit', async () => {
+    assertError(await post({ message: 'x'.repeat(1025) }), 413, 'PAYLOAD_TOO_LARGE');
+  });
+
+  it('counts the limit in UTF-8 bytes, not characters', async () => {
+    // 342 three-byte characters are 1,026 bytes: over a 1,024-byte limit though only 342 characters.
+    assertError(await post({ message: '€'.repeat(342) }), 413, 'PAYLOAD_TOO_LARGE');
+    assert.equal((await post({ message: '€'.repeat(341) })).statusCode, 201);
+  });
+
+  it('accepts a message of exactly the limit', async () => {
+    assert.equal((await post({ message: 'y'.repeat(1024) })).statusCode, 201);
+  });
+
+  it('answers 413 for a body far over the limit', async () => {
+    assertError(await post(JSON.stringify({ message: 'z'.repeat(10_000) })), 413, 'PAYLOAD_TOO_LARGE');
+  });
+
+  it('answers 415 naming JSON for another content type', async () => {
+    const response = await post('foo', { 'content-type': 'application/x-www-form-urlencoded' });
+    assertError(response, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.match(response.json<{ err_msg: string }>().err_msg, /application\/json/);
+  });
+
+  it('treats __proto__ and constructor keys as plain data', async () => {
+    const response = await post('{"message": "proto", "__proto__": {"polluted": true}, "constructor": 1}');
+    assert.equal(response.statusCode, 201);
+    assert.deepEqual(response.json(), { digest: sha256('proto') });
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it('stores "__proto__" and "constructor" as ordinary messages', async () => {
+    for (const message of ['__proto__', 'constructor', 'toString']) {
+      const { digest } = (await post({ message })).json<{ digest: string }>();
+      const read = await testApp.app.inject({ method: 'GET', url: `/messages/${digest}` });
+      assert.deepEqual(read.json(), { message });
+    }
+  });
+});
+
+describe('GET /messages/:digest', () => {
+  it('answers the original message', async () => {
+    await post({ message: 'foo' });
+    const response = await testApp.app.inject({ method: 'GET', url: `/messages/${FOO_DIGEST}` });
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.headers['content-type'], 'application/json');
+    assert.deepEqual(response.json(), { message: 'foo' });
+  });
+
+  it('matches hex digits case-insensitively', async () => {
+    await post({ message: 'foo' });
+    const response = await testApp.app.inject({
+      method: 'GET',
+      url: `/messages/${FOO_DIGEST.toUpperCase()}`,
+    });
+    assert.deepEqual(response.json(), { message: 'foo' });
+  });
+
+  it('answers 404 Message not found for an unknown digest', async () => {
+    const response = await testApp.app.inject({ method: 'GET', url: `/messages/${'0'.repeat(64)}` });
+    assertError(response, 404, 'MESSAGE_NOT_FOUND');
+    assert.equal(response.json<{ err_msg: string }>().err_msg, 'Message not found');
+  });
+
+  for (const malformed of [
+    'iWillReturn404',
+    'abc',
+    'g'.repeat(64),
+    'a'.repeat(63),
+    'a'.repeat(65),
+    '%zz',
+    '..%2f',
+  ]) {
+    it(`answers 404 Message not found for the malformed digest ${malformed}`, async () => {
+      const response = await testApp.app.inject({ method: 'GET', url: `/messages/${malformed}` });
+      assertError(response, 404, 'MESSAGE_NOT_FOUND');
+      assert.equal(response.json<{ err_msg: string }>().err_msg, 'Message not found');
+    });
+  }
+});
+
+describe('routing', () => {
+  it('answers 404 JSON for an unknown route', async () => {
+    assertError(await testApp.app.inject({ method: 'GET', url: '/nothing/here' }), 404, 'ROUTE_NOT_FOUND');
+  });
+
+  it('answers 405 with Allow for a wrong method on /messages', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE', 'PATCH'] as const) {
+      const response = await testApp.app.inject({ method, url: '/messages' });
+      assertError(response, 405, 'METHOD_NOT_ALLOWED');
+      assert.equal(response.headers.allow, 'POST');
+    }
+  });
+
+  it('answers 405 with Allow for a wrong method on /messages/:digest', async () => {
+    const response = await testApp.app.inject({ method: 'DELETE', url: `/messages/${FOO_DIGEST}` });
+    assertError(response, 405, 'METHOD_NOT_ALLOWED');
+    assert.equal(response.headers.allow, 'GET, HEAD');
+  });
+});
+
+describe('health', () => {
+  it('GET /healthz answers 200', async () => {
+    const response = await testApp.app.inject({ method: 'GET', url: '/healthz' });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(response.json(), { status: 'ok' });
+  });
+
+  it('GET /readyz answers 200 while the store answers', async () => {
+    const response = await testApp.app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(response.json(), { status: 'ready', store: 'lmdb' });
+  });
+
+  it('GET /readyz answers 503 when the store does not answer', async () => {
+    const broken = await buildTestApp();
+    await broken.store.close();
+    try {
+      const response = await broken.app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(response.statusCode, 503);
+      assert.equal(response.json<{ code: string }>().code, 'STORE_UNAVAILABLE');
+      assert.equal(response.headers['retry-after'], '1');
+    } finally {
+      await broken.app.close();
+    }
+  });
+});

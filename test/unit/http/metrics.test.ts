@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { StoreUnavailable } from '../../../src/errors.js';
+import { metrics } from '../../../src/metrics.js';
+import { buildTestApp, useTestApp } from '../../helpers/app.js';
+import { sample } from '../../helpers/metrics-text.js';
+
+const testApp = useTestApp();
+
+const scrape = async () => {
+  const response = await testApp.app.inject({ method: 'GET', url: '/metrics' });
+  assert.equal(response.statusCode, 200);
+  return response.body;
+};
+const post = (message: string) =>
+  testApp.app.inject({
+    method: 'POST',
+    url: '/messages',
+    headers: { 'content-type': 'application/json' },
+    payload: { message },
+  });
+
+describe('GET /metrics', () => {
+  it('answers the Prometheus text format with every metric family', async () => {
+    const response = await testApp.app.inject({ method: 'GET', url: '/metrics' });
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+    for (const family of [
+      'digestd_http_requests_total counter',
+      'digestd_http_request_duration_seconds histogram',
+      'digestd_store_operation_duration_seconds histogram',
+      'digestd_cache_hits_total counter',
+      'digestd_cache_misses_total counter',
+      'digestd_messages_stored_total counter',
+      'digestd_corrupt_messages_total counter',
+      'digestd_worker_restarts_total counter',
+      'process_cpu_user_seconds_total counter',
+      'process_resident_memory_bytes gauge',
+      'nodejs_eventloop_lag_seconds gauge',
+      'nodejs_heap_size_used_bytes gauge',
+    ]) {
+      assert.match(response.body, new RegExp(`^# TYPE ${family}$`, 'm'), family);
+    }
+  });
+
+  it('counts requests by method, route pattern and status, with latency histograms', async () => {
+    const series = 'digestd_http_requests_total{method="POST",route="/messages",status="201"}';
+    const latency =
+      'digestd_http_request_duration_seconds_count{method="POST",route="/messages",status="201"}';
+    const notFound = 'digestd_http_requests_total{method="GET",route="/messages/:digest",status="404"}';
+    const before = await scrape();
+    await post('one');
+    await post('two');
+    await testApp.app.inject({ method: 'GET', url: `/messages/${'0'.repeat(64)}` });
+    const after = await scrape();
+    assert.equal((sample(after, series) ?? 0) - (sample(before, series) ?? 0), 2);
+    assert.equal((sample(after, latency) ?? 0) - (sample(before, latency) ?? 0), 2);
+    assert.equal((sample(after, notFound) ?? 0) - (sample(before, notFound) ?? 0), 1);
+  });
+
+  it('labels unknown routes "unmatched" instead of their URL', async () => {
+    await testApp.app.inject({ method: 'GET', url: '/no/such/route/12345' });
+    const text = await scrape();
+    assert.ok(
+      (sample(text, 'digestd_http_requests_total{method="GET",route="unmatched",status="404"}') ?? 0) >= 1,
+    );
+    assert.doesNotMatch(text, /12345/);
+  });
+
+  it('counts messages stored, by single posts and batches', async () => {
+    const name = 'digestd_messages_stored_total';
+    const before = sample(await scrape(), name) ?? 0;
+    await post('stored');
+    await testApp.app.inject({
+      method: 'POST',
+      url: '/messages/batch',
+      headers: { 'content-type': 'application/json' },
+      payload: { messages: ['a', 'b', 'c'] },
+    });
+    assert.equal((sample(await scrape(), name) ?? 0) - before, 4);
+  });
+
+  it('times store operations by store, operation and outcome', async () => {
+    const put = 'digestd_store_operation_duration_seconds_count{store="lmdb",operation="put",outcome="ok"}';
+    const get = 'digestd_store_operation_duration_seconds_count{store="lmdb",operation="get",outcome="ok"}';
+    const before = await scrape();
+    await post('timed');
+    await testApp.app.inject({ method: 'GET', url: `/messages/${'1'.repeat(64)}` });
+    const after = await scrape();
+    assert.equal((sample(after, put) ?? 0) - (sample(before, put) ?? 0), 1);
+    assert.equal((sample(after, get) ?? 0) - (sample(before, get) ?? 0), 1);
+  });
+
+  it('times a failed store operation as outcome "error", and the request answers 503', async () => {
+    const failed =
+      'digestd_store_operation_duration_seconds_count{store="lmdb",operation="get",outcome="error"}';
+    const store = testApp.store;
+    const get = store.get.bind(store);
+    store.get = () => Promise.reject(new StoreUnavailable('The LMDB store failed to read.'));
+    try {
+      const before = await scrape();
+      const response = await testApp.app.inject({ method: 'GET', url: `/messages/${'2'.repeat(64)}` });
+      assert.equal(response.statusCode, 503);
+      const after = await scrape();
+      assert.equal((sample(after, failed) ?? 0) - (sample(before, failed) ?? 0), 1);
+    } finally {
+      store.get = get;
+    }
+  });
+
+  it('exposes the cache counters another module increments', async () => {
+    const before = await scrape();
+    metrics.cacheHits.inc(2);
+    metrics.cacheMisses.inc();
+    const after = await scrape();
+    assert.equal(
+      (sample(after, 'digestd_cache_hits_total') ?? 0) - (sample(before, 'digestd_cache_hits_total') ?? 0),
+      2,
+    );
+    assert.equal(
+      (sample(after, 'digestd_cache_misses_total') ?? 0) -
+        (sample(before, 'digestd_cache_misses_total') ?? 0),
+      1,
+    );
+  });
+
+  it('is absent from the public listener when served elsewhere', async () => {
+    const separate = await buildTestApp({ metrics: false });
+    try {
+      const response = await separate.app.inject({ method: 'GET', url: '/metrics' });
+      assert.equal(response.statusCode, 404);
+      assert.equal(response.json<{ code: string }>().code, 'ROUTE_NOT_FOUND');
+    } finally {
+      await separate.close();
+    }
+  });
+});

@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, it } from 'node:test';
+import { digestOf } from '../../../src/digest.js';
+import { LmdbStore } from '../../../src/store/lmdb.js';
+import { describeStoreConformance } from '../../helpers/store-conformance.js';
+
+const directory = await mkdtemp(path.join(tmpdir(), 'digestd-lmdb-'));
+after(() => rm(directory, { recursive: true, force: true }));
+
+describeStoreConformance('lmdb', { open: () => LmdbStore.open({ path: directory }) });
+
+it('opens a data directory whose name contains a dot', async () => {
+  const dotted = path.join(directory, 'data.v1');
+  const store = await LmdbStore.open({ path: dotted });
+  try {
+    await store.put(digestOf('dotted'), 'dotted');
+    assert.equal(await store.get(digestOf('dotted')), 'dotted');
+    assert.ok((await stat(dotted)).isDirectory());
+  } finally {
+    await store.close();
+  }
+});
