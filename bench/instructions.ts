@@ -3,7 +3,7 @@
  * valgrind's callgrind over a fixed number of requests, for the bare baseline (bench/baseline.ts),
  * a bare Fastify server (bench/fastify-baseline.ts) and digestd's request path
  * (bench/digestd-in-process.ts). Unlike requests per second, a count does not depend on what
- * else the machine is doing. Runs of one build still differ by up to about 10% (a garbage
+ * else the machine is doing. Runs of one build still differ by a few percent (a garbage
  * collection falls in a run or not), hence the median of several. It leaves out the kernel's work
  * (TLS records' write(2), waking the client) and weighs every instruction alike; throughput
  * remains `npm run bench`'s job.

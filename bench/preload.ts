@@ -3,10 +3,10 @@ import { LmdbStore } from '../src/store/lmdb.js';
 import { LARGE_POOL_SIZES, REPEATED_MESSAGE, largeMessage, smallMessage } from './scenarios.js';
 
 /**
- * Messages per durable transaction, as `digestd migrate` writes them. Far larger transactions
- * (50,000 was tried) leave LMDB with a free-page list of hundreds of thousands of pages, which it
- * rewrites on every later commit: durable POSTs on a 1-million store then ran at 6,900/s against
- * 15,300/s on the same store written 500 at a time (or compacted).
+ * Messages per durable transaction, as `digestd migrate` writes them. Transactions of tens of
+ * thousands leave LMDB a free-page list of hundreds of thousands of pages, which it rewrites on
+ * every later commit, so the durable POSTs measured afterwards would be measuring the preload
+ * (docs/benchmarks.md, "Preloading").
  */
 const BATCH = 500;
 

@@ -61,7 +61,7 @@ const milliseconds = (value: number) => value.toFixed(value < 10 ? 2 : 1);
 /** A share (0 to 1) as a whole percentage. */
 export const percent = (share: number) => `${Math.round(share * 100)}%`;
 
-/** The results as a Markdown table (printed, and pasted into the README). */
+/** The results as a Markdown table, printed at the end of a run (docs/benchmarks.md holds one). */
 export function markdownTable(results: readonly CaseResult[]): string {
   const showStore = new Set(results.map((result) => result.storeSize)).size > 1;
   const showTool = new Set(results.map((result) => result.tool)).size > 1;

@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   );
   const workDir = await mkdtemp(path.join(tmpdir(), 'digestd-bench-'));
   // The preloaded store; each worker setting serves a fresh copy of it, so that what one setting
-  // POSTed (a million messages, gigabytes of 64 KiB ones) does not weigh on the next one's writes.
+  // POSTed (gigabytes, with the 64 KiB scenarios) does not weigh on the next one's writes.
   const preloadDir = path.join(workDir, 'preloaded');
   const dataDir = path.join(workDir, 'data');
   const probeDir = path.join(workDir, 'probe');

@@ -19,7 +19,7 @@ export interface BenchServer {
   stop(): Promise<void>;
 }
 
-/** Whether this build of digestd knows `--workers` (added by the supervisor work). */
+/** Whether the digestd under test knows `--workers`: `--digestd-bin` may name a build without it. */
 export function digestdSupportsWorkers(bin = DIGESTD_BIN): boolean {
   const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
   return /--workers\b/.test(help.stdout);
