@@ -140,11 +140,27 @@ export class MetricsUnavailable extends DigestdError {
 }
 
 export class StoreUnavailable extends DigestdError {
+  /** Why, in one word for metrics labels: `unavailable`, `timeout`, `too_few_replicas`. */
+  readonly reason: string;
   constructor(
     message = 'The message store is unavailable; try again shortly.',
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; reason?: string },
   ) {
     super(message, 'STORE_UNAVAILABLE', 503, options);
+    this.reason = options?.reason ?? 'unavailable';
+  }
+}
+
+/**
+ * A write that could not be stored because the disk (or the quota, or LMDB's map) is full. Reads
+ * still work; writes resume by themselves once space is freed.
+ */
+export class InsufficientStorage extends DigestdError {
+  constructor(
+    message = 'The message store is out of space; try again once space is freed.',
+    options?: { cause?: unknown },
+  ) {
+    super(message, 'INSUFFICIENT_STORAGE', 507, options);
   }
 }
 

@@ -1,5 +1,6 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
 import type { Digest } from './digest.js';
+import { InsufficientStorage, StoreUnavailable } from './errors.js';
 import type { MessageStore } from './store/types.js';
 
 /**
@@ -56,6 +57,14 @@ export const metrics = {
     help: 'Latency of message store operations, by store, operation and outcome (ok or error).',
     labelNames: ['store', 'operation', 'outcome'] as const,
     buckets: STORE_BUCKETS,
+    registers: [workerRegistry],
+  }),
+  storeWriteFailures: new Counter({
+    name: 'digestd_store_write_failures_total',
+    help:
+      'Store writes that failed, by store and reason: insufficient_storage (disk, quota or map full), ' +
+      'timeout, too_few_replicas (Redis WAIT), unavailable (any other failure).',
+    labelNames: ['store', 'reason'] as const,
     registers: [workerRegistry],
   }),
   cacheHits: new Counter({
@@ -168,11 +177,21 @@ class TimedStore implements MessageStore {
   }
 
   put(digest: Digest, message: string): Promise<void> {
-    return timed(this.#timers.put, () => this.#store.put(digest, message));
+    return this.#countFailure(timed(this.#timers.put, () => this.#store.put(digest, message)));
   }
 
   putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
-    return timed(this.#timers.putMany, () => this.#store.putMany(entries));
+    return this.#countFailure(timed(this.#timers.putMany, () => this.#store.putMany(entries)));
+  }
+
+  /** Counts a failed write in `digestd_store_write_failures_total` by its reason, and passes it on. */
+  async #countFailure(write: Promise<void>): Promise<void> {
+    try {
+      await write;
+    } catch (error) {
+      metrics.storeWriteFailures.inc({ store: this.kind, reason: writeFailureReason(error) });
+      throw error;
+    }
   }
 
   ping(): Promise<void> {
@@ -194,6 +213,13 @@ class TimedStore implements MessageStore {
   close(): Promise<void> {
     return this.#store.close();
   }
+}
+
+/** The `reason` label of a failed write. */
+function writeFailureReason(error: unknown): string {
+  if (error instanceof InsufficientStorage) return 'insufficient_storage';
+  if (error instanceof StoreUnavailable) return error.reason;
+  return 'unavailable';
 }
 
 /** Wraps a store so that each operation's latency lands in `digestd_store_operation_duration_seconds`. */

@@ -14,7 +14,12 @@ export function withDeadline<T>(operation: Promise<T>, timeoutMs: number, kind: 
     const timer = setTimeout(
       () =>
         reject(
-          new StoreUnavailable(`The ${kind} store did not answer within ${timeoutMs} ms; try again shortly.`),
+          new StoreUnavailable(
+            `The ${kind} store did not answer within ${timeoutMs} ms; try again shortly.`,
+            {
+              reason: 'timeout',
+            },
+          ),
         ),
       timeoutMs,
     );

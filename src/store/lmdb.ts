@@ -1,8 +1,10 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { Readable } from 'node:stream';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import type { Digest } from '../digest.js';
-import { StoreUnavailable } from '../errors.js';
+import { DigestdError, InsufficientStorage, StoreUnavailable } from '../errors.js';
+import { DEFAULT_STORE_TIMEOUT_MS, withDeadline } from './deadline.js';
 import type { MessageStore } from './types.js';
 
 /** Options of the embedded LMDB store. */
@@ -14,21 +16,59 @@ export interface LmdbStoreOptions {
    * @default 1 TiB (address space only; the file holds just what is stored)
    */
   mapSize?: number;
+  /** Time a write may take, commit and flush, before it fails with StoreUnavailable. @default 2000 */
+  timeoutMs?: number;
 }
+
+/**
+ * Below this much free space on the data directory's filesystem the store reports itself not ready
+ * (INSUFFICIENT_STORAGE): a write needs room for new pages before the old ones are freed, and a
+ * write that runs out of room midway is reported by LMDB as a short write (EIO), not ENOSPC.
+ */
+const MIN_FREE_BYTES = 1024 * 1024;
+
+/** Written and removed in one transaction to learn whether writes work again; never a digest (not 32 bytes). */
+const PROBE_KEY = Buffer.from('digestd:write-probe');
+
+/** LMDB's own code for a map that is full (the map size, not the disk). */
+const MDB_MAP_FULL = -30792;
+
+/** Error numbers that mean "no room", as lmdb-js reports them (a number) or Node does (a name). */
+const OUT_OF_SPACE = new Set<number | string>([
+  constants.errno.ENOSPC,
+  constants.errno.EDQUOT,
+  MDB_MAP_FULL,
+  'ENOSPC',
+  'EDQUOT',
+]);
+
+/** A write of lmdb-js: the promise of its commit (visible), with `flushed` (on disk) under separateFlushed. */
+type LmdbWrite = Promise<unknown> & { flushed?: PromiseLike<unknown> };
 
 /**
  * Embedded, durable store on LMDB. Writes from concurrent requests are batched into one
  * transaction by lmdb-js; each put resolves only after that transaction is flushed to disk
  * (overlappingSync commits first, then fsyncs; we await the flush, not only the commit).
+ *
+ * A failed write rejects with InsufficientStorage when the disk, quota or map is full and with
+ * StoreUnavailable otherwise; every promise lmdb-js hands out for it is observed, so a failed
+ * commit never becomes an unhandled rejection. While the last write failed, ping() (and so
+ * /readyz) tries a small write itself, so the store reports ready again as soon as writes work.
  */
 export class LmdbStore implements MessageStore {
   readonly kind = 'lmdb';
+  readonly #path: string;
+  readonly #timeoutMs: number;
   #root: RootDatabase<string, Digest>;
   #db: Database<string, Digest>;
+  /** Why the most recent write failed; undefined once one succeeds. */
+  #writeFailure: DigestdError | undefined;
 
-  private constructor(root: RootDatabase<string, Digest>) {
+  private constructor(root: RootDatabase<string, Digest>, options: LmdbStoreOptions) {
     this.#root = root;
     this.#db = root;
+    this.#path = options.path;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
   }
 
   /** Opens (creating if needed) the LMDB environment in `options.path`. */
@@ -43,12 +83,17 @@ export class LmdbStore implements MessageStore {
         keyEncoding: 'binary',
         compression: false,
         mapSize: options.mapSize ?? 2 ** 40,
-        // Commit without waiting for fsync, then await `flushed` before acknowledging.
+        // Commit without waiting for fsync, then await each write's own `flushed` before acknowledging.
         overlappingSync: true,
+        separateFlushed: true,
+        // lmdb-js's event-turn batching adds a write of its own to each turn's transaction and drops
+        // its promise, which rejects unobserved (and so crashes the worker) when that commit fails.
+        // Writes of one turn still share a transaction: lmdb-js starts it on the next setImmediate.
+        eventTurnBatching: false,
         // Messages are immutable; no need for lmdb-js's own object cache on top of the page cache.
         cache: false,
       });
-      return new LmdbStore(root);
+      return new LmdbStore(root, options);
     } catch (error) {
       throw new StoreUnavailable(`Cannot open the LMDB store at ${options.path}.`, { cause: error });
     }
@@ -62,21 +107,64 @@ export class LmdbStore implements MessageStore {
     // Always written, even when the digest is already stored: the copy found may belong to another
     // worker's commit that is visible but not yet flushed, and `flushed` only covers this
     // process's own writes; writing also repairs a corrupt copy.
-    await this.#write(() => this.#db.put(digest, message));
+    await this.#write(() => [this.#db.put(digest, message)]);
   }
 
   async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
     if (entries.length === 0) return;
-    await this.#write(() => Promise.all(entries.map(([digest, message]) => this.#db.put(digest, message))));
+    await this.#write(() => entries.map(([digest, message]) => this.#db.put(digest, message)));
   }
 
-  async #write(commit: () => Promise<unknown>): Promise<void> {
+  /** Issues the writes (one turn, so one transaction), then waits until they are on disk. */
+  async #write(issue: () => LmdbWrite[]): Promise<void> {
     try {
-      await commit();
-      // The commit above is visible but maybe not yet on disk; this resolves once it is.
-      await this.#root.flushed;
+      await withDeadline(this.#durable(issue), this.#timeoutMs, this.kind);
+      this.#writeFailure = undefined;
     } catch (error) {
-      throw new StoreUnavailable('The LMDB store failed to write.', { cause: error });
+      this.#writeFailure = error as DigestdError;
+      throw error;
+    }
+  }
+
+  async #durable(issue: () => LmdbWrite[]): Promise<void> {
+    try {
+      const writes = issue();
+      // Each write observed on its own: a failed commit rejects all of them, and each rejection
+      // carries a `commitError` promise of its own to observe as well.
+      const committed = await Promise.allSettled(writes.map((write) => withCommitError(write)));
+      const failed = committed.find((outcome) => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
+      // The commits above are visible but maybe not yet on disk; these resolve once they are.
+      // (A flush that fails never resolves: the deadline around this answers for it.)
+      await Promise.all(writes.map((write) => write.flushed ?? this.#root.flushed));
+    } catch (error) {
+      throw await this.#describeFailure(error);
+    }
+  }
+
+  /** InsufficientStorage when the write failed for lack of room, StoreUnavailable otherwise. */
+  async #describeFailure(error: unknown): Promise<DigestdError> {
+    if (error instanceof DigestdError) return error;
+    const code = errorCode(error);
+    const free = await this.#freeBytes();
+    if ((code !== undefined && OUT_OF_SPACE.has(code)) || (free !== undefined && free < MIN_FREE_BYTES)) {
+      return new InsufficientStorage(
+        `The LMDB store at ${this.#path} is out of space${free === undefined ? '' : ` (${free} bytes free)`}; ` +
+          'writes resume once space is freed.',
+        { cause: error },
+      );
+    }
+    return new StoreUnavailable('The LMDB store failed to write.', { cause: error });
+  }
+
+  /** Bytes this process may still write on the data directory's filesystem, when it can tell. */
+  async #freeBytes(): Promise<number | undefined> {
+    try {
+      const stats = await statfs(this.#path);
+      // Root may also use the blocks reserved for it.
+      return stats.bsize * (process.getuid?.() === 0 ? stats.bfree : stats.bavail);
+    } catch {
+      return undefined;
     }
   }
 
@@ -96,26 +184,83 @@ export class LmdbStore implements MessageStore {
     }
   }
 
-  ping(): Promise<void> {
+  /**
+   * Answers when the environment reads, its filesystem has room, and writes work: after a failed
+   * write this tries one of its own, so readiness (and writes) come back once space is freed.
+   */
+  async ping(): Promise<void> {
     try {
       this.#root.getStats();
-      return Promise.resolve();
     } catch (error) {
-      return Promise.reject(new StoreUnavailable('The LMDB store does not answer.', { cause: error }));
+      throw new StoreUnavailable('The LMDB store does not answer.', { cause: error });
+    }
+    const free = await this.#freeBytes();
+    if (free !== undefined && free < MIN_FREE_BYTES) {
+      throw new InsufficientStorage(
+        `The filesystem of the LMDB store at ${this.#path} has ${free} bytes free; writes fail until space is freed.`,
+      );
+    }
+    if (this.#writeFailure !== undefined) {
+      await this.#write(() => [
+        this.#root.transaction(() => {
+          void this.#root.put(PROBE_KEY, '');
+          return this.#root.remove(PROBE_KEY);
+        }),
+      ]);
     }
   }
 
   entries(): AsyncIterable<readonly [Digest, string]> {
     // A read snapshot in key order, as a stream so long walks yield to the event loop.
-    return Readable.from(this.#db.getRange().map(({ key, value }) => [Buffer.from(key), value] as const));
+    return Readable.from(
+      this.#db
+        .getRange()
+        .filter(({ key }) => key.length === 32)
+        .map(({ key, value }) => [Buffer.from(key), value] as const),
+    );
   }
 
   count(): Promise<number | undefined> {
     return Promise.resolve(this.#db.getCount());
   }
 
+  /** Waits (within the timeout) for writes still being flushed, then closes the environment. */
   async close(): Promise<void> {
-    await this.#root.flushed;
+    // A flush that failed never resolves; closing must not wait for it for ever.
+    await withDeadline(Promise.resolve(this.#root.flushed), this.#timeoutMs, this.kind).catch(() => {});
     await this.#root.close();
   }
+}
+
+/**
+ * lmdb-js rejects the writes of a failed commit with "Commit failed (see commitError for details)"
+ * and a `commitError` promise that rejects with the cause (ENOSPC, EIO, ...). Both are observed
+ * here, and the rejection passed on names the cause.
+ */
+async function withCommitError(write: Promise<unknown>): Promise<void> {
+  try {
+    await write;
+  } catch (error) {
+    const commitError = (error as { commitError?: PromiseLike<unknown> } | undefined)?.commitError;
+    if (commitError === undefined) throw error;
+    let cause: unknown = error;
+    try {
+      await commitError;
+    } catch (reason) {
+      cause = reason;
+    }
+    throw new Error(`LMDB commit failed: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+  }
+}
+
+/** The error number (lmdb-js) or name (Node) of an error or of its causes. */
+function errorCode(error: unknown): number | string | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'number' || typeof code === 'string') return code;
+    current = current.cause;
+  }
+  return undefined;
 }

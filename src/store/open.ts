@@ -96,7 +96,7 @@ export async function openStore(url: string, settings: StoreSettings = {}): Prom
   switch (location.kind) {
     case 'lmdb': {
       const { LmdbStore } = await import('./lmdb.js');
-      return LmdbStore.open({ path: location.path });
+      return LmdbStore.open({ path: location.path, timeoutMs });
     }
     case 'postgres': {
       const { createPostgresStore } = await import('./postgres.js');
