@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { digestOf } from '../../src/digest.js';
+import { digestOf } from '../../../src/digest.js';
 import {
   postMessage,
   request,
@@ -14,8 +14,8 @@ import {
   temporaryDirectory,
   type RunningServer,
   type SimpleResponse,
-} from '../helpers/server.js';
-import { serviceSkip } from '../helpers/services.js';
+} from '../../helpers/server.js';
+import { serviceSkip } from '../../helpers/services.js';
 
 const run = promisify(execFile);
 
@@ -112,7 +112,7 @@ describe('LMDB on a full disk', { skip: skip ?? false }, () => {
     const [writeReplies, readReplies] = await Promise.all([Promise.all(writes), Promise.all(reads)]);
     const writeCounts = statusCounts(writeReplies);
     process.stdout.write(
-      `# full disk: writes by status ${JSON.stringify(writeCounts)}, reads by status ${JSON.stringify(statusCounts(readReplies))}\n`,
+      `full disk: writes by status ${JSON.stringify(writeCounts)}, reads by status ${JSON.stringify(statusCounts(readReplies))}\n`,
     );
 
     assert.ok((writeCounts[507] ?? 0) > 0, `some writes answer 507: ${JSON.stringify(writeCounts)}`);
