@@ -1,16 +1,25 @@
+/** The headers of an error that needs none. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** Retry-After of a service that expects to answer again shortly (a store or the other workers). */
+const RETRY_SHORTLY = Object.freeze({ 'retry-after': '1' });
+
 /**
- * Every error digestd raises on purpose, with its machine code and HTTP status.
- * The HTTP layer turns these into `{"err_msg", "code"}` bodies in one place (src/http/app.ts).
+ * Every error digestd raises on purpose, with its machine code, HTTP status and the headers its
+ * answer needs. The HTTP layer turns these into `{"err_msg", "code"}` answers in one place
+ * (src/http/plugins/error-replies.ts).
  */
 export class DigestdError extends Error {
   /** Stable, machine-readable code, e.g. `MESSAGE_NOT_FOUND`. */
   readonly code: string;
   /** HTTP status this error maps to. */
   readonly statusCode: number;
+  /** Headers the answer carries (lowercase names), e.g. `allow` on a 405. */
+  readonly headers: Readonly<Record<string, string>> = NO_HEADERS;
 
   constructor(message: string, code: string, statusCode: number, options?: { cause?: unknown }) {
     // A client error (4xx) is an answer, not a fault: it is never logged with a stack, and capturing
-    // one took about 6 µs, more than the rest of a 404. Server errors (5xx) keep theirs for the log.
+    // one costs more than the rest of a 404. Server errors (5xx) keep theirs for the log.
     const stackTraceLimit = Error.stackTraceLimit;
     if (statusCode < 500) Error.stackTraceLimit = 0;
     try {
@@ -61,10 +70,11 @@ export class RouteNotFound extends DigestdError {
 }
 
 export class MethodNotAllowed extends DigestdError {
-  readonly allow: readonly string[];
+  override readonly headers: Readonly<Record<string, string>>;
   constructor(method: string, allow: readonly string[]) {
     super(`Method ${method} is not allowed here; use ${allow.join(' or ')}.`, 'METHOD_NOT_ALLOWED', 405);
-    this.allow = allow;
+    // RFC 9110 15.5.6: a 405 names the methods the resource does support.
+    this.headers = { allow: allow.join(', ') };
   }
 }
 
@@ -97,10 +107,15 @@ export class BatchTooLarge extends DigestdError {
   }
 }
 
+const TOKEN_CHALLENGE = Object.freeze({ 'www-authenticate': 'Bearer realm="digestd"' });
+const INVALID_TOKEN_CHALLENGE = Object.freeze({
+  'www-authenticate': 'Bearer realm="digestd", error="invalid_token"',
+});
+
 /** A write without a valid `Authorization: Bearer <token>` while write tokens are configured. */
 export class Unauthorized extends DigestdError {
-  /** Value of the `WWW-Authenticate` header (RFC 6750). */
-  readonly challenge: string;
+  /** The `WWW-Authenticate` challenge of RFC 6750, naming the error when a token was given. */
+  override readonly headers: Readonly<Record<string, string>>;
   constructor(tokenGiven: boolean) {
     super(
       tokenGiven
@@ -109,37 +124,41 @@ export class Unauthorized extends DigestdError {
       'UNAUTHORIZED',
       401,
     );
-    this.challenge = tokenGiven ? 'Bearer realm="digestd", error="invalid_token"' : 'Bearer realm="digestd"';
+    this.headers = tokenGiven ? INVALID_TOKEN_CHALLENGE : TOKEN_CHALLENGE;
   }
 }
 
 export class TooManyRequests extends DigestdError {
+  override readonly headers: Readonly<Record<string, string>>;
   constructor(retryAfterSeconds: number) {
     super(
       `Too many requests from this client; try again in ${retryAfterSeconds} s.`,
       'TOO_MANY_REQUESTS',
       429,
     );
+    this.headers = { 'retry-after': String(retryAfterSeconds) };
   }
 }
 
 /** The process is past its event-loop delay or memory limits; the client should retry later. */
 export class Overloaded extends DigestdError {
-  readonly retryAfterSeconds: number;
+  override readonly headers: Readonly<Record<string, string>>;
   constructor(retryAfterSeconds: number) {
     super('The server is overloaded; try again shortly.', 'OVERLOADED', 503);
-    this.retryAfterSeconds = retryAfterSeconds;
+    this.headers = { 'retry-after': String(retryAfterSeconds) };
   }
 }
 
 /** The metrics of the other workers could not be gathered in time. */
 export class MetricsUnavailable extends DigestdError {
+  override readonly headers = RETRY_SHORTLY;
   constructor(options?: { cause?: unknown }) {
     super('The metrics could not be collected; try again shortly.', 'METRICS_UNAVAILABLE', 503, options);
   }
 }
 
 export class StoreUnavailable extends DigestdError {
+  override readonly headers = RETRY_SHORTLY;
   /** Why, in one word for metrics labels: `unavailable`, `timeout`, `too_few_replicas`. */
   readonly reason: string;
   constructor(

@@ -1,28 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import {
-  fastify,
-  LogController,
-  type FastifyError,
-  type FastifyInstance,
-  type FastifyServerOptions,
-} from 'fastify';
 import accepts from '@fastify/accepts';
+import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Logger } from '../log/logger.js';
-import {
-  DigestdError,
-  InternalError,
-  MessageNotFound,
-  MethodNotAllowed,
-  Overloaded,
-  PayloadTooLarge,
-  RouteNotFound,
-  Unauthorized,
-  UnsupportedMediaType,
-  UriTooLong,
-} from '../errors.js';
-import { collectProcessMetrics, countRequest, instrumentStore, localMetricsText } from '../metrics.js';
+import { collectProcessMetrics, instrumentStore, localMetricsText } from '../metrics.js';
 import type { MessageStore } from '../store/types.js';
-import { ACCEPTED_BODY_TYPES, registerBodyParsers, JSON_MEDIA_TYPE } from './body.js';
+import bodyParsers from './body.js';
 import {
   answerClientError,
   DEFAULT_CONNECTION_OPTIONS,
@@ -30,22 +12,17 @@ import {
   serverFactoryFor,
   type ConnectionOptions,
 } from './connection.js';
-import {
-  addSecurityHeaders,
-  limitRate,
-  securityHeaders,
-  requireWriteToken,
-  shedLoad,
-  type PressureLimits,
-  type RateLimitOptions,
-} from './protection.js';
-import { registerDocs } from './routes/docs.js';
+import accessLog from './plugins/access-log.js';
+import errorReplies, { answerFrameworkErrors } from './plugins/error-replies.js';
+import pressure, { type PressureLimits } from './plugins/pressure.js';
+import rateLimit, { type RateLimitOptions } from './plugins/rate-limit.js';
+import responseHeaders from './plugins/response-headers.js';
+import writeTokens from './plugins/write-tokens.js';
+import docs from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { messageRoutes } from './routes/messages.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { pageRoutes } from './routes/page.js';
-
-const FASTIFY_JSON_TYPE = `${JSON_MEDIA_TYPE}; charset=utf-8`;
 
 /** What the HTTP layer needs; built by `digestd serve` (or a test). */
 export interface AppOptions {
@@ -82,12 +59,16 @@ export function bodyLimitFor(maxMessageBytes: number): number {
   return maxMessageBytes * 2 + 1024;
 }
 
-/** Builds the Fastify application. It never listens; the caller does. */
+/**
+ * Builds the Fastify application: the server options, then one plugin per concern, in the order
+ * their hooks must run. It never listens; the caller does.
+ */
 export function buildApp(options: AppOptions): FastifyInstance {
   const connection = options.connection ?? DEFAULT_CONNECTION_OPTIONS;
+  const tls = options.https !== undefined;
   const serverOptions: FastifyServerOptions = {
     loggerInstance: options.logger,
-    // One access line per request, written by our onResponse hook instead of Fastify's two.
+    // The access log plugin writes one line per request instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     // Only the listed proxies may say who the client is (X-Forwarded-For); nobody by default.
@@ -98,81 +79,32 @@ export function buildApp(options: AppOptions): FastifyInstance {
     clientErrorHandler: answerClientError,
     // Long URLs answer 414 in one place (rejectLongUrls below); a long digest is just not found.
     routerOptions: { maxParamLength: connection.maxUrlBytes },
-    frameworkErrors: (error, request, reply) => {
-      // Malformed percent-encoding in the path: for /messages/<digest> that is simply a digest
-      // that cannot exist.
-      const notFound = request.url.startsWith('/messages/')
-        ? new MessageNotFound()
-        : new RouteNotFound(request.method, request.url);
-      // A path parameter can only pass maxParamLength (= maxUrlBytes) when the URL does too.
-      const tooLong = new UriTooLong(connection.maxUrlBytes);
-      // This path skips the onSend hooks, so the security headers are set here.
-      void sendError(
-        reply.headers(securityHeaders({ tls: options.https !== undefined })),
-        error.code === 'FST_ERR_BAD_URL'
-          ? notFound
-          : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-            ? tooLong
-            : toDigestdError(error, options.maxMessageBytes),
-      );
-    },
+    frameworkErrors: answerFrameworkErrors({
+      maxMessageBytes: options.maxMessageBytes,
+      maxUrlBytes: connection.maxUrlBytes,
+      tls,
+    }),
   };
   // node:https.Server handles requests exactly like node:http.Server; building it ourselves keeps
   // one Fastify type for both, leaves the server's TLS context to us (setSecureContext on reload)
   // and applies the connection limits (src/http/connection.ts).
   const app = fastify({ ...serverOptions, serverFactory: serverFactoryFor(options.https, connection) });
   app.addHook('onRequest', rejectLongUrls(connection.maxUrlBytes));
-
   // Bodies are checked by hand in the handlers, without coercion and with precise errors; the
   // route schemas describe the API (OpenAPI, response serialization) but never validate or coerce.
   app.setValidatorCompiler(() => () => true);
   collectProcessMetrics();
   app.decorate('store', instrumentStore(options.store));
-  registerBodyParsers(app);
+
+  void app.register(bodyParsers);
   void app.register(accepts);
-
-  // RFC 8259 defines no charset parameter for application/json (it is always UTF-8), and clients
-  // of this API compare the media type exactly; Fastify appends "; charset=utf-8" by default.
-  // One hook for both, since it runs on every answer: the security headers (nosniff, HSTS under TLS).
-  const headers = securityHeaders({ tls: options.https !== undefined });
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    void reply.headers(headers);
-    if (reply.getHeader('content-type') === FASTIFY_JSON_TYPE)
-      void reply.header('content-type', JSON_MEDIA_TYPE);
-    done(null, payload);
-  });
-
-  // The access line and the request metrics, in one hook.
-  app.addHook('onResponse', (request, reply, done) => {
-    request.log.info(
-      {
-        method: request.method,
-        url: request.url,
-        status: reply.statusCode,
-        bytes: Number(reply.getHeader('content-length') ?? 0),
-        ms: Number(reply.elapsedTime.toFixed(3)),
-        remote: request.ip,
-      },
-      'request',
-    );
-    // Route patterns, not URLs, so the number of label values stays bounded.
-    countRequest(
-      request.method,
-      request.routeOptions.url ?? 'unmatched',
-      reply.statusCode,
-      reply.elapsedTime / 1000,
-    );
-    done();
-  });
-
-  handleErrors(app, options.maxMessageBytes);
-  const pressure = options.pressure;
-  if (pressure && (pressure.maxEventLoopDelayMs || pressure.maxHeapUsedBytes || pressure.maxRssBytes)) {
-    shedLoad(app, pressure);
-  }
-  if (options.rateLimit) limitRate(app, options.rateLimit);
-  requireWriteToken(app, options.writeTokens ?? []);
-  registerDocs(app);
+  void app.register(responseHeaders, { tls });
+  void app.register(accessLog);
+  void app.register(errorReplies, { maxMessageBytes: options.maxMessageBytes });
+  if (options.pressure) void app.register(pressure, options.pressure);
+  void app.register(writeTokens, { tokens: options.writeTokens ?? [] });
+  if (options.rateLimit) void app.register(rateLimit, options.rateLimit);
+  void app.register(docs);
 
   void app.register(messageRoutes, {
     maxMessageBytes: options.maxMessageBytes,
@@ -200,67 +132,11 @@ export function buildMetricsApp(options: MetricsAppOptions): FastifyInstance {
     return503OnClosing: true,
   };
   const app = fastify(serverOptions);
-  addSecurityHeaders(app, { tls: false });
-  handleErrors(app, 0);
+  void app.register(responseHeaders, { tls: false });
+  // It accepts no body, so no message limit applies.
+  void app.register(errorReplies, { maxMessageBytes: 0 });
   void app.register(metricsRoutes, { collect: options.collect });
   return app;
-}
-
-/** The one place errors become `{"err_msg", "code"}` responses. */
-function handleErrors(app: FastifyInstance, maxMessageBytes: number): void {
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    const mapped = toDigestdError(error, maxMessageBytes);
-    if (mapped.statusCode >= 500) request.log.error({ err: error }, 'request failed');
-    return sendError(reply, mapped);
-  });
-
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new RouteNotFound(request.method, request.url)),
-  );
-}
-
-function sendError(reply: import('fastify').FastifyReply, error: DigestdError) {
-  if (error instanceof MethodNotAllowed) void reply.header('allow', error.allow.join(', '));
-  if (error instanceof Unauthorized) void reply.header('www-authenticate', error.challenge);
-  if (error instanceof Overloaded) void reply.header('retry-after', String(error.retryAfterSeconds));
-  else if (error.statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', '1');
-  // An error is about this moment (a missing message may be stored a second later): never cache it.
-  void reply.header('cache-control', 'no-store');
-  // A 304 or 200 path may have set validators before failing; they do not describe this error.
-  reply.removeHeader('etag');
-  const body = { err_msg: error.message, code: error.code };
-  void reply.code(error.statusCode).header('content-type', JSON_MEDIA_TYPE);
-  // A HEAD answer has the headers of the GET answer and no body, on every path (the routes' own
-  // HEAD handling does not cover the not-found handler).
-  if (reply.request.method === 'HEAD') {
-    return reply.header('content-length', Buffer.byteLength(JSON.stringify(body))).send();
-  }
-  // A per-reply serializer also keeps Fastify from appending a charset on paths that skip hooks.
-  return reply.serializer(JSON.stringify).send(body);
-}
-
-/** Maps anything thrown while handling a request to one of our errors; unknown ones become 500. */
-export function toDigestdError(error: unknown, maxMessageBytes: number): DigestdError {
-  if (error instanceof DigestdError) return error;
-  const fastifyError = error as Partial<FastifyError>;
-  switch (fastifyError.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new PayloadTooLarge(maxMessageBytes);
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-    case 'FST_ERR_CTP_INVALID_TYPE':
-      return new UnsupportedMediaType(ACCEPTED_BODY_TYPES);
-    default:
-      break;
-  }
-  const status = fastifyError.statusCode;
-  if (status !== undefined && status >= 400 && status < 500) {
-    return new DigestdError(
-      fastifyError.message ?? 'Bad request.',
-      fastifyError.code?.replace(/^FST_ERR_/, '') ?? 'BAD_REQUEST',
-      status,
-    );
-  }
-  return new InternalError({ cause: error });
 }
 
 declare module 'fastify' {

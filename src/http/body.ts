@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginCallback } from 'fastify';
+import fastifyPlugin from 'fastify-plugin';
 import { InvalidJson, InvalidUtf8, UnsupportedMediaType } from '../errors.js';
 
 export const JSON_MEDIA_TYPE = 'application/json';
@@ -28,7 +29,7 @@ const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)"?/i;
  * - text/plain: the body is the message (a charset other than UTF-8 answers 415).
  * Any other content type answers 415.
  */
-export function registerBodyParsers(app: FastifyInstance): void {
+const bodyParsers: FastifyPluginCallback = (app, _options, next) => {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(JSON_MEDIA_TYPE, { parseAs: 'buffer' }, (_request, body: Buffer, done) => {
     if (!isUtf8(body)) {
@@ -54,4 +55,8 @@ export function registerBodyParsers(app: FastifyInstance): void {
     }
     done(null, new RawMessage(body.toString('utf8'), body.length));
   });
-}
+  next();
+};
+
+/** Not encapsulated: the parsers are the app's own, for every route. */
+export default fastifyPlugin(bodyParsers, { name: 'digestd-body-parsers', fastify: '5.x' });

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { AppOptions } from './app.js';
-import { readWriteTokenFile } from './protection.js';
+import { readWriteTokenFile } from './plugins/write-tokens.js';
 
 /** The HTTP settings of AppOptions that come straight from the configuration. */
 export type HttpSettings = Pick<

@@ -1,0 +1,120 @@
+import type {
+  FastifyError,
+  FastifyPluginCallback,
+  FastifyReply,
+  FastifyRequest,
+  FastifyServerOptions,
+} from 'fastify';
+import fastifyPlugin from 'fastify-plugin';
+import {
+  DigestdError,
+  InternalError,
+  MessageNotFound,
+  PayloadTooLarge,
+  RouteNotFound,
+  UnsupportedMediaType,
+  UriTooLong,
+} from '../../errors.js';
+import { ACCEPTED_BODY_TYPES, JSON_MEDIA_TYPE } from '../body.js';
+import { securityHeaders } from './response-headers.js';
+
+/** Options of the error replies. */
+export interface ErrorRepliesOptions {
+  /** Largest message accepted, in UTF-8 bytes: named by a 413 for a body over the limit. */
+  maxMessageBytes: number;
+}
+
+/**
+ * The one place errors become `{"err_msg", "code"}` answers: the error handler and the not-found
+ * handler of the whole app. A 5xx is logged with its cause; a 4xx is an answer, not a fault.
+ */
+const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, done) => {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const mapped = toDigestdError(error, options.maxMessageBytes);
+    if (mapped.statusCode >= 500) request.log.error({ err: error }, 'request failed');
+    return sendError(reply, mapped);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new RouteNotFound(request.method, request.url)),
+  );
+  done();
+};
+
+/** Not encapsulated: the handlers are the app's own, for every route. */
+export default fastifyPlugin(errorReplies, { name: 'digestd-error-replies', fastify: '5.x' });
+
+/** Options of the answers to errors found before routing. */
+export interface FrameworkErrorOptions extends ErrorRepliesOptions {
+  /** Longest request URL (also the router's maxParamLength). */
+  maxUrlBytes: number;
+  /** The app serves HTTPS (for the security headers). */
+  tls: boolean;
+}
+
+/**
+ * Fastify's frameworkErrors option: a URL the router cannot take apart. These answers come before
+ * any route, so no hook runs for them, and the security headers are set here.
+ */
+export function answerFrameworkErrors(
+  options: FrameworkErrorOptions,
+): NonNullable<FastifyServerOptions['frameworkErrors']> {
+  const headers = securityHeaders(options);
+  return (error, request, reply) => {
+    void sendError(reply.headers(headers), frameworkErrorFor(error, request, options));
+  };
+}
+
+function frameworkErrorFor(error: FastifyError, request: FastifyRequest, options: FrameworkErrorOptions) {
+  switch (error.code) {
+    // Malformed percent-encoding in the path: for /messages/<digest> that is simply a digest that
+    // cannot exist.
+    case 'FST_ERR_BAD_URL':
+      return request.url.startsWith('/messages/')
+        ? new MessageNotFound()
+        : new RouteNotFound(request.method, request.url);
+    // A path parameter can only pass maxParamLength (= maxUrlBytes) when the URL does too.
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new UriTooLong(options.maxUrlBytes);
+    default:
+      return toDigestdError(error, options.maxMessageBytes);
+  }
+}
+
+/** Answers `error` as `{"err_msg", "code"}` with its status and the headers it carries. */
+export function sendError(reply: FastifyReply, error: DigestdError): FastifyReply {
+  // An error is about this moment (a missing message may be stored a second later): never cache it.
+  void reply.headers(error.headers).header('cache-control', 'no-store');
+  // A 304 or 200 path may have set validators before failing; they do not describe this error.
+  reply.removeHeader('etag');
+  // Bytes keep the media type exactly as set: Fastify appends a charset to what it serializes.
+  const body = Buffer.from(JSON.stringify({ err_msg: error.message, code: error.code }));
+  void reply.code(error.statusCode).header('content-type', JSON_MEDIA_TYPE);
+  // A HEAD answer has the headers of the GET answer and no body, on every path (the routes' own
+  // HEAD handling does not cover the not-found handler).
+  if (reply.request.method === 'HEAD') return reply.header('content-length', body.length).send();
+  return reply.send(body);
+}
+
+/** Maps anything thrown while handling a request to one of our errors; unknown ones become 500. */
+export function toDigestdError(error: unknown, maxMessageBytes: number): DigestdError {
+  if (error instanceof DigestdError) return error;
+  const fastifyError = error as Partial<FastifyError>;
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new PayloadTooLarge(maxMessageBytes);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return new UnsupportedMediaType(ACCEPTED_BODY_TYPES);
+    default:
+      break;
+  }
+  const status = fastifyError.statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    return new DigestdError(
+      fastifyError.message ?? 'Bad request.',
+      fastifyError.code?.replace(/^FST_ERR_/, '') ?? 'BAD_REQUEST',
+      status,
+    );
+  }
+  return new InternalError({ cause: error });
+}
