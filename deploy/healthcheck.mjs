@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// Container health check: GET /healthz on this host, exit 0 when it answers 200, 1 otherwise.
-// It reads the same settings as `digestd serve` (DIGESTD_* variables, or the same flags), and
-// trusts the certificate the server uses (the generated self-signed one or --tls-cert); the host
-// name is not checked because the check always connects over loopback.
-import { readFileSync } from 'node:fs';
+// Container health check: GET /healthz from the running digestd, exit 0 when it answers 200, 1
+// otherwise. The primary writes where it listens (URL, certificate) to listening.json in its data
+// directory once every worker listens, so the check follows whatever flags or variables `serve`
+// was given for the port, host and TLS. The data directory itself comes from DIGESTD_DATA_DIR
+// (the image sets it) or --data-dir given to this script. A wildcard host is probed over loopback;
+// the certificate is trusted as the server's own, and its host name is not checked for that reason.
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import process from 'node:process';
 import { rootCertificates } from 'node:tls';
+import { URL } from 'node:url';
 import { loadConfig } from '../dist/config.js';
+import { LISTEN_FILE, readListenFile } from '../dist/process/listen-file.js';
 
 const TIMEOUT_MS = 2500;
 
@@ -18,25 +21,33 @@ function fail(reason) {
   process.exit(1);
 }
 
-let config;
+let dataDir;
 try {
-  config = loadConfig(process.argv.slice(2));
+  dataDir = loadConfig(process.argv.slice(2)).dataDir;
 } catch (error) {
   fail(error.message);
 }
-const wildcard = ['0.0.0.0', '::', '[::]'].includes(config.host);
-const host = wildcard ? (config.host === '0.0.0.0' ? '127.0.0.1' : '::1') : config.host;
-const options = { host, port: config.port, path: '/healthz', timeout: TIMEOUT_MS };
+let record;
+try {
+  record = await readListenFile(dataDir);
+} catch (error) {
+  fail(
+    error.code === 'ENOENT'
+      ? `digestd is not listening yet (no ${LISTEN_FILE} in ${dataDir})`
+      : `cannot read ${LISTEN_FILE}: ${error.message}`,
+  );
+}
+const url = new URL('/healthz', record.url);
+const hostname = url.hostname.replace(/^\[|\]$/g, '');
+const host = hostname === '0.0.0.0' ? '127.0.0.1' : hostname === '::' ? '::1' : hostname;
+const options = { host, port: url.port, path: url.pathname, timeout: TIMEOUT_MS };
 let send = httpRequest;
-if (config.tls) {
+if (url.protocol === 'https:') {
   send = httpsRequest;
   try {
     // The generated certificate is its own CA; an operator's certificate (maybe a chain without
     // its root) is checked against the system's CAs as well.
-    options.ca = [
-      readFileSync(config.tlsCert ?? path.join(config.dataDir, 'tls', 'cert.pem')),
-      ...rootCertificates,
-    ];
+    options.ca = [...(record.cert ? [readFileSync(record.cert)] : []), ...rootCertificates];
   } catch (error) {
     fail(`cannot read the server certificate: ${error.message}`);
   }
@@ -45,8 +56,8 @@ if (config.tls) {
 const outgoing = send(options, (response) => {
   response.resume();
   if (response.statusCode === 200) process.exit(0);
-  fail(`/healthz answered ${response.statusCode}`);
+  fail(`${record.url}/healthz answered ${response.statusCode}`);
 });
 outgoing.on('timeout', () => outgoing.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
-outgoing.on('error', (error) => fail(error.message));
+outgoing.on('error', (error) => fail(`${record.url}: ${error.message}`));
 outgoing.end();

@@ -4,6 +4,7 @@ import { httpSettingsFromConfig } from '../http/options.js';
 import { loadTlsMaterial } from '../http/tls.js';
 import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
+import { LISTEN_FILE, removeListenFile, writeListenFile } from '../process/listen-file.js';
 import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
 import { servePrimaryMetrics, startMetricsListener, type MetricsListener } from '../process/metrics.js';
 import { Supervisor } from '../process/supervisor.js';
@@ -62,6 +63,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
     stop: async () => {
       await Promise.all([supervisor.stop(), metricsListener?.close()]);
       primaryMetrics.close();
+      await removeListenFile(config.dataDir).catch((error: unknown) =>
+        logger.warn({ err: error }, `could not remove ${LISTEN_FILE}`),
+      );
     },
     flush: closeLog,
     abort: () => supervisor.kill(),
@@ -93,6 +97,12 @@ export async function serve(argv: readonly string[]): Promise<void> {
       collect: primaryMetrics.collect,
     });
     logger.info({ metricsAddress: metricsListener.address }, `metrics on ${metricsListener.address}/metrics`);
+  }
+  try {
+    await writeListenFile(config.dataDir, { pid: process.pid, url: address, cert: tls?.certPath });
+  } catch (error) {
+    // Only the health check reads it: serving goes on, and the check reports what is missing.
+    logger.error({ err: error }, `could not write ${LISTEN_FILE} in the data directory`);
   }
   logger.info(
     { address, workers: config.workers, config: redactConfig(config) },

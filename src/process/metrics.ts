@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { AggregatorRegistry } from 'prom-client';
 import { MetricsUnavailable } from '../errors.js';
 import { buildMetricsApp } from '../http/app.js';
+import { addressUrl, listen } from '../http/listen.js';
 import type { Logger } from '../log/logger.js';
 import { localMetricsText, supervisorRegistry, workerRegistry } from '../metrics.js';
 
@@ -230,14 +231,7 @@ export interface MetricsListenerOptions {
  */
 export async function startMetricsListener(options: MetricsListenerOptions): Promise<MetricsListener> {
   const app = buildMetricsApp({ logger: options.logger, collect: options.collect ?? (() => metricsText()) });
-  await app.listen({
-    host: options.host,
-    port: options.port,
-    listenTextResolver: (address) => `metrics at ${address}`,
-  });
-  const bound = app.server.address();
-  if (bound === null || typeof bound === 'string')
-    throw new Error('the metrics server is not bound to a TCP port');
-  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-  return { address: `http://${host}:${bound.port}`, close: () => app.close() };
+  const address = addressUrl(await listen(app, { host: options.host, port: options.port }), false);
+  options.logger.info(`metrics at ${address}`);
+  return { address, close: () => app.close() };
 }

@@ -5,6 +5,7 @@ import { connectionOptionsFrom, secureContextOptions } from '../http/connection.
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { openSharedRedis, openStore } from '../store/open.js';
+import { addressUrl, listen } from '../http/listen.js';
 import { httpSettingsFromConfig } from '../http/options.js';
 import { answerMetricsCollection, metricsText } from './metrics.js';
 import { isMessage, type PrimaryMessage, type StartMessage, type WorkerMessage } from './protocol.js';
@@ -88,12 +89,8 @@ export function runClusterWorker(): void {
         stop: () => closeWithin(serving, workerLogger, config.shutdownTimeout * 1000),
         flush,
       });
-      await app.listen({
-        port: message.port,
-        host: config.host,
-        listenTextResolver: (address) =>
-          `worker listening at ${message.tls ? address.replace(/^http:/, 'https:') : address}`,
-      });
+      const bound = await listen(app, { host: config.host, port: message.port });
+      logger.info(`worker listening at ${addressUrl(bound, message.tls !== undefined)}`);
     } catch (error) {
       logger.fatal({ err: error }, 'the worker could not start');
       sendToPrimary({ type: 'start-failed', reason: describeError(error) });

@@ -1,0 +1,45 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** The file in the data directory where the primary says where it listens. */
+export const LISTEN_FILE = 'listening.json';
+
+/**
+ * Where a running digestd serves, for tools on the same machine that did not see its flags (the
+ * container's health check): written by the primary once every worker listens.
+ */
+export interface ListenRecord {
+  /** The primary's PID. */
+  pid: number;
+  /** The bound base URL, e.g. `https://0.0.0.0:8443` (a wildcard host means every address). */
+  url: string;
+  /** The certificate the server presents (PEM), or undefined with --no-tls. */
+  cert: string | undefined;
+}
+
+/** Writes the record atomically (a reader never sees half a file), creating the directory. */
+export async function writeListenFile(dataDir: string, record: ListenRecord): Promise<void> {
+  await mkdir(dataDir, { recursive: true });
+  const target = path.join(dataDir, LISTEN_FILE);
+  const temporary = `${target}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(record)}\n`, { mode: 0o644 });
+  await rename(temporary, target);
+}
+
+/** Removes the record at a clean stop (a SIGKILLed primary leaves it; the next start replaces it). */
+export async function removeListenFile(dataDir: string): Promise<void> {
+  await rm(path.join(dataDir, LISTEN_FILE), { force: true });
+}
+
+/** Reads the record; rejects (ENOENT) when no digestd has listened with this data directory. */
+export async function readListenFile(dataDir: string): Promise<ListenRecord> {
+  const parsed = JSON.parse(await readFile(path.join(dataDir, LISTEN_FILE), 'utf8')) as Partial<ListenRecord>;
+  if (typeof parsed.pid !== 'number' || typeof parsed.url !== 'string') {
+    throw new Error(`${path.join(dataDir, LISTEN_FILE)} is not a listen record`);
+  }
+  return {
+    pid: parsed.pid,
+    url: parsed.url,
+    cert: typeof parsed.cert === 'string' ? parsed.cert : undefined,
+  };
+}
