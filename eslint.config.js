@@ -1,5 +1,6 @@
 // @ts-check
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -31,5 +32,10 @@ export default tseslint.config(
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    // The web page's script runs in the browser as a classic script, not as a module of ours.
+    files: ['src/http/page/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: globals.browser },
   },
 );
