@@ -14,7 +14,7 @@ import { loadConfig } from '../src/config.js';
 import { buildApp } from '../src/http/app.js';
 import { connectionOptionsFrom } from '../src/http/connection.js';
 import { httpSettingsFromConfig } from '../src/http/options.js';
-import { loadTlsMaterial } from '../src/http/tls.js';
+import { loadTlsMaterial } from '../src/http/tls/material.js';
 import { IpcLogDestination } from '../src/log/ipc.js';
 import { createLogger } from '../src/log/logger.js';
 import { localMetricsText } from '../src/metrics.js';

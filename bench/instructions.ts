@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import autocannon from 'autocannon';
 import { freePort } from '../scripts/lib/free-port.js';
-import { loadTlsMaterial } from '../src/http/tls.js';
+import { loadTlsMaterial } from '../src/http/tls/material.js';
 import { messagePath, runAutocannon, type Targets } from './load.js';
 import { SCENARIOS, missDigests } from './scenarios.js';
 import { stopper, waitUntilAnswering } from './servers.js';

@@ -1,12 +1,12 @@
 import cluster from 'node:cluster';
-import { loadConfig, redactConfig, type Config } from '../config.js';
+import { loadConfig, redactConfig } from '../config.js';
 import { httpSettingsFromConfig } from '../http/options.js';
-import { loadTlsMaterial } from '../http/tls.js';
 import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
 import { LISTEN_FILE, removeListenFile, writeListenFile } from '../process/listen-file.js';
 import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
 import { servePrimaryMetrics, startMetricsListener, type MetricsListener } from '../process/metrics.js';
+import { CertificateKeeper } from '../process/certificates.js';
 import { Supervisor } from '../process/supervisor.js';
 import { runClusterWorker } from '../process/worker.js';
 
@@ -33,15 +33,10 @@ export async function serve(argv: readonly string[]): Promise<void> {
   sink.onDropped = (lines, reason) => logger.warn({ droppedLines: lines, reason }, 'log lines dropped');
   logger.info({ config: redactConfig(config), node: process.version }, 'digestd starting');
 
-  const tls = await loadTls(config);
-  if (tls) {
-    logger.info(
-      { cert: tls.certPath, key: tls.keyPath, generated: tls.generated },
-      tls.generated
-        ? `generated a self-signed TLS certificate at ${tls.certPath}`
-        : `TLS certificate ${tls.certPath}`,
-    );
-  }
+  const certificates = config.tls
+    ? new CertificateKeeper({ config, logger, onChange: (material) => supervisor.reloadTls(material) })
+    : undefined;
+  const tls = await certificates?.start();
 
   const closeLog = async () => {
     await sink.close();
@@ -53,6 +48,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const fail = (error: Error) => {
     logger.fatal({ err: error }, error.message);
     process.stderr.write(`digestd: ${error.message}\n`);
+    certificates?.close();
     void supervisor.stop().finally(() => exitAfter(closeLog, 1));
   };
   // Before forking, so that it sees every worker start listening.
@@ -61,6 +57,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const supervisor = new Supervisor({ config, logger, sink, tls, onCrashLoop: fail });
   onShutdownSignal(logger, {
     stop: async () => {
+      certificates?.close();
       await Promise.all([supervisor.stop(), metricsListener?.close()]);
       primaryMetrics.close();
       await removeListenFile(config.dataDir).catch((error: unknown) =>
@@ -73,13 +70,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: reloading the TLS certificate and reopening the log file');
     void sink.reopen().then(() => logger.info('reopened the log file'));
-    if (tls) {
-      loadTls(config)
-        .then((material) => material && supervisor.reloadTls(material))
-        .catch((error: unknown) =>
-          logger.error({ err: error }, 'could not reload the TLS certificate; keeping the current one'),
-        );
-    }
+    void certificates?.reload();
   });
 
   let address: string;
@@ -108,10 +99,4 @@ export async function serve(argv: readonly string[]): Promise<void> {
     { address, workers: config.workers, config: redactConfig(config) },
     `digestd listening on ${address}`,
   );
-}
-
-function loadTls(config: Config) {
-  return config.tls
-    ? loadTlsMaterial({ certPath: config.tlsCert, keyPath: config.tlsKey, dataDir: config.dataDir })
-    : Promise.resolve(undefined);
 }

@@ -1,7 +1,7 @@
 import { supervisorMetrics } from '../metrics.js';
 import cluster, { type Address, type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
-import type { TlsMaterial } from '../http/tls.js';
+import type { TlsMaterial } from '../http/tls/material.js';
 import type { Logger } from '../log/logger.js';
 import type { LogSink } from '../log/sink.js';
 import { isMessage, type PrimaryMessage } from './protocol.js';

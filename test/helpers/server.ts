@@ -23,7 +23,7 @@ export interface RunningServer {
   logs: Record<string, unknown>[];
   /** Raw stderr text so far. */
   stderr: () => string;
-  /** CA for the generated certificate (undefined with --no-tls). */
+  /** The local CA that signed the served certificate (undefined with --no-tls or the operator's files). */
   ca: string | undefined;
   /** Sends SIGTERM and resolves with the exit code once the process has exited. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -132,9 +132,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     dataDir,
     logs,
     stderr: () => stderr,
-    ca: tls
-      ? await readFile(path.join(dataDir, 'tls', 'cert.pem'), 'utf8').catch(() => undefined)
-      : undefined,
+    ca: tls ? await readFile(path.join(dataDir, 'tls', 'ca.pem'), 'utf8').catch(() => undefined) : undefined,
     exited,
     async waitForLog(match, timeoutMs = 15000) {
       const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,62 @@
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { ensureLocalCertificate } from './local-ca.js';
+
+/** A certificate chain and its private key, in PEM, with where they came from. */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  certPath: string;
+  keyPath: string;
+  /** The local CA that signed `cert`, which clients trust; absent for the operator's files. */
+  caPath: string | undefined;
+  /** End of the served certificate's validity. */
+  notAfter: Date;
+  /** What loading changed on disk (a CA created, a certificate issued or upgraded), for the log. */
+  changes: string[];
+}
+
+/** Options for locating or generating the server certificate. */
+export interface TlsOptions {
+  /** PEM certificate file given by the operator. */
+  certPath?: string | undefined;
+  /** PEM key file given by the operator. */
+  keyPath?: string | undefined;
+  /** Data directory; the local CA and its server certificate live in <dataDir>/tls/ when no files are given. */
+  dataDir: string;
+  /** Names the local server certificate carries besides localhost, 127.0.0.1 and ::1. */
+  extraNames?: readonly string[] | undefined;
+  /** The current time (tests move it). */
+  now?: Date | undefined;
+}
+
+/**
+ * Loads the operator's certificate and key, or else the server certificate of the local CA in
+ * <dataDir>/tls/, creating the CA on first start and re-issuing the certificate when it is due.
+ */
+export async function loadTlsMaterial(options: TlsOptions): Promise<TlsMaterial> {
+  if (options.certPath !== undefined && options.keyPath !== undefined) {
+    return readOperatorPair(options.certPath, options.keyPath);
+  }
+  const local = await ensureLocalCertificate({
+    dataDir: options.dataDir,
+    extraNames: options.extraNames,
+    now: options.now,
+  });
+  return {
+    cert: local.cert,
+    key: local.key,
+    certPath: local.paths.cert,
+    keyPath: local.paths.key,
+    caPath: local.paths.caCert,
+    notAfter: local.notAfter,
+    changes: local.changes,
+  };
+}
+
+async function readOperatorPair(certPath: string, keyPath: string): Promise<TlsMaterial> {
+  const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
+  // Fail early with a clear message rather than at the first handshake.
+  const leaf = new X509Certificate(cert);
+  return { cert, key, certPath, keyPath, caPath: undefined, notAfter: new Date(leaf.validTo), changes: [] };
+}
