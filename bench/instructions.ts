@@ -136,7 +136,13 @@ async function measureServer(
   const url = `https://127.0.0.1:${port}`;
   const control = (...args: string[]) => run('callgrind_control', [...args, String(child.pid)]);
   try {
-    await waitUntilAnswering(child, `${url}/messages/${'0'.repeat(64)}`, tls.certPath, errorFile, 300_000);
+    await waitUntilAnswering(
+      child,
+      `${url}/messages/${'0'.repeat(64)}`,
+      tls.caPath ?? tls.certPath,
+      errorFile,
+      300_000,
+    );
     const seeds = Array.from({ length: SEEDED }, (_, index) => `instructions seed ${index}`);
     let next = 0;
     await autocannon({

@@ -214,6 +214,7 @@ async function main(): Promise<void> {
             baseline = await startBaseline({
               certPath: path.join(dataDir, 'tls', 'cert.pem'),
               keyPath: path.join(dataDir, 'tls', 'key.pem'),
+              caPath: path.join(dataDir, 'tls', 'ca.pem'),
               seedFile,
               workers: setting.baselineWorkers,
               probeDir,

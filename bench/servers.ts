@@ -37,11 +37,11 @@ function get(url: string, ca: string | undefined): Promise<number> {
   });
 }
 
-/** Waits until `url` answers anything over TLS with the certificate at `certPath`. */
+/** Waits until `url` answers anything over TLS, trusting the CA certificate at `caPath`. */
 export async function waitUntilAnswering(
   child: ChildProcess,
   url: string,
-  certPath: string,
+  caPath: string,
   errorFile: string,
   timeoutMs = 60_000,
 ): Promise<void> {
@@ -53,7 +53,7 @@ export async function waitUntilAnswering(
         `${url}: the server exited (${child.exitCode ?? child.signalCode}) before answering\n${stderr}`,
       );
     }
-    const ca = await readFile(certPath, 'utf8').catch(() => undefined);
+    const ca = await readFile(caPath, 'utf8').catch(() => undefined);
     if (ca !== undefined) {
       const status = await get(url, ca).catch(() => 0);
       if (status > 0) return;
@@ -125,12 +125,7 @@ export async function startDigestd(options: DigestdOptions): Promise<BenchServer
   const url = `https://127.0.0.1:${port}`;
   const stop = stopper(child);
   try {
-    await waitUntilAnswering(
-      child,
-      `${url}/healthz`,
-      path.join(options.dataDir, 'tls', 'cert.pem'),
-      errorFile,
-    );
+    await waitUntilAnswering(child, `${url}/healthz`, path.join(options.dataDir, 'tls', 'ca.pem'), errorFile);
   } catch (error) {
     await stop();
     throw error;
@@ -142,6 +137,8 @@ export async function startDigestd(options: DigestdOptions): Promise<BenchServer
 export async function startBaseline(options: {
   certPath: string;
   keyPath: string;
+  /** The CA that signed certPath. */
+  caPath: string;
   seedFile: string;
   workers: number;
   probeDir: string;
@@ -178,7 +175,7 @@ export async function startBaseline(options: {
   const url = `https://127.0.0.1:${port}`;
   const stop = stopper(child);
   try {
-    await waitUntilAnswering(child, `${url}/messages/0`, options.certPath, options.errorFile);
+    await waitUntilAnswering(child, `${url}/messages/0`, options.caPath, options.errorFile);
   } catch (error) {
     await stop();
     throw error;

@@ -45,8 +45,8 @@ let send = httpRequest;
 if (url.protocol === 'https:') {
   send = httpsRequest;
   try {
-    // The generated certificate is its own CA; an operator's certificate (maybe a chain without
-    // its root) is checked against the system's CAs as well.
+    // The listen record names the certificate to trust: the local CA that signed the served one,
+    // or the operator's certificate (maybe a chain without its root, so the system's CAs too).
     options.ca = [...(record.cert ? [readFileSync(record.cert)] : []), ...rootCertificates];
   } catch (error) {
     fail(`cannot read the server certificate: ${error.message}`);

@@ -80,7 +80,7 @@ export async function startServer(dataDir: string, serverArgs: string[]): Promis
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`digestd exited (${child.exitCode ?? child.signalCode}) before serving\n${stderr}`);
     }
-    const ca = await readFile(path.join(dataDir, 'tls', 'cert.pem'), 'utf8').catch(() => undefined);
+    const ca = await readFile(path.join(dataDir, 'tls', 'ca.pem'), 'utf8').catch(() => undefined);
     if (ca !== undefined) {
       const agent = new Agent({ keepAlive: true, maxSockets: 64, ca });
       const server: Server = { child, port, ca, agent, stderr: () => stderr };

@@ -13,7 +13,7 @@ export interface ListenRecord {
   pid: number;
   /** The bound base URL, e.g. `https://0.0.0.0:8443` (a wildcard host means every address). */
   url: string;
-  /** The certificate the server presents (PEM), or undefined with --no-tls. */
+  /** The PEM certificate clients trust: the local CA's, else the one served; undefined with --no-tls. */
   cert: string | undefined;
 }
 
