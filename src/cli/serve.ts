@@ -90,7 +90,11 @@ export async function serve(argv: readonly string[]): Promise<void> {
     logger.info({ metricsAddress: metricsListener.address }, `metrics on ${metricsListener.address}/metrics`);
   }
   try {
-    await writeListenFile(config.dataDir, { pid: process.pid, url: address, cert: tls && (tls.caPath ?? tls.certPath) });
+    await writeListenFile(config.dataDir, {
+      pid: process.pid,
+      url: address,
+      cert: tls && (tls.caPath ?? tls.certPath),
+    });
   } catch (error) {
     // Only the health check reads it: serving goes on, and the check reports what is missing.
     logger.error({ err: error }, `could not write ${LISTEN_FILE} in the data directory`);
