@@ -47,7 +47,8 @@ if (url.protocol === 'https:') {
   try {
     // The listen record names the certificate to trust: the local CA that signed the served one,
     // or the operator's certificate (maybe a chain without its root, so the system's CAs too).
-    options.ca = [...(record.cert ? [readFileSync(record.cert)] : []), ...rootCertificates];
+    const trusted = record.ca ?? record.cert;
+    options.ca = [...(trusted ? [readFileSync(trusted)] : []), ...rootCertificates];
   } catch (error) {
     fail(`cannot read the server certificate: ${error.message}`);
   }

@@ -93,7 +93,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
     await writeListenFile(config.dataDir, {
       pid: process.pid,
       url: address,
-      cert: tls && (tls.caPath ?? tls.certPath),
+      cert: tls?.certPath,
+      ca: tls?.caPath,
     });
   } catch (error) {
     // Only the health check reads it: serving goes on, and the check reports what is missing.

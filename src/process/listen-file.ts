@@ -13,8 +13,10 @@ export interface ListenRecord {
   pid: number;
   /** The bound base URL, e.g. `https://0.0.0.0:8443` (a wildcard host means every address). */
   url: string;
-  /** The PEM certificate clients trust: the local CA's, else the one served; undefined with --no-tls. */
+  /** The certificate the server presents (PEM), or undefined with --no-tls. */
   cert: string | undefined;
+  /** The local CA that signed `cert`, which clients trust; undefined for the operator's or an ACME certificate. */
+  ca: string | undefined;
 }
 
 /** Writes the record atomically (a reader never sees half a file), creating the directory. */
@@ -41,5 +43,6 @@ export async function readListenFile(dataDir: string): Promise<ListenRecord> {
     pid: parsed.pid,
     url: parsed.url,
     cert: typeof parsed.cert === 'string' ? parsed.cert : undefined,
+    ca: typeof parsed.ca === 'string' ? parsed.ca : undefined,
   };
 }

@@ -34,6 +34,7 @@ describe('the container health check', () => {
       pid: server.process.pid,
       url: `https://127.0.0.1:${server.port}`,
       cert: path.join(server.dataDir, 'tls', 'cert.pem'),
+      ca: path.join(server.dataDir, 'tls', 'ca.pem'),
     });
     // The check's own port and TLS settings are not the server's: it follows the file.
     const env = { DIGESTD_DATA_DIR: server.dataDir, DIGESTD_PORT: '1', DIGESTD_TLS: 'false' };
