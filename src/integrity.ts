@@ -8,7 +8,7 @@ import type { MessageStore } from './store/types.js';
  * Checks that a message read from a store still hashes to the digest it was stored under.
  * A mismatch (disk corruption, a tampered row, a backend bug) is logged, counted in
  * `digestd_corrupt_messages_total`, and thrown as Corrupt (500), so wrong data is never served.
- * The check costs one SHA-256 of the message, about 2 µs for 1 KiB (see the README).
+ * The check costs one SHA-256 of the message, a small share of a read (docs/benchmarks.md).
  */
 export function verifyMessage(
   digest: Digest,
