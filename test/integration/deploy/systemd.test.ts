@@ -141,7 +141,7 @@ describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
     ]);
   });
 
-  it("becomes ready with the unit's ExecStart and default host, and serves a round trip", async () => {
+  it("becomes ready with the unit's ExecStart and default host, and serves a round trip", async (context) => {
     // ExecStart as shipped, with the install path and state directory of this machine, and a free port.
     const execStart = (await serviceSetting('ExecStart')).split(' ');
     const port = await freePort();
@@ -188,6 +188,7 @@ describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
         });
       });
       assert.equal(listening.address, `https://0.0.0.0:${port}`);
+      context.diagnostic(`in the sandbox: ${String(listening.msg)}`);
       const failures = lines.filter((entry) => entry.level === 'fatal' || entry.level === 'error');
       assert.deepEqual(failures, []);
 
