@@ -4,10 +4,10 @@
  * N processes (node:cluster), each with its own Map seeded the same way.
  */
 import cluster from 'node:cluster';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { parseArgs } from 'node:util';
+import { sha256Hex } from '../test/harness/sha256.js';
 
 const { values } = parseArgs({
   options: {
@@ -18,14 +18,13 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
   },
 });
-const sha256 = (message: string) => createHash('sha256').update(message).digest('hex');
 
 if (cluster.isPrimary && Number(values.workers) > 1) {
   for (let index = 0; index < Number(values.workers); index++) cluster.fork();
 } else {
   const messages = new Map<string, string>();
   const seed = values.seed ? (JSON.parse(readFileSync(values.seed, 'utf8')) as string[]) : [];
-  for (const message of seed) messages.set(sha256(message), message);
+  for (const message of seed) messages.set(sha256Hex(message), message);
   const json = { 'content-type': 'application/json' };
   createServer(
     { cert: readFileSync(values.cert ?? ''), key: readFileSync(values.key ?? '') },
@@ -35,7 +34,7 @@ if (cluster.isPrimary && Number(values.workers) > 1) {
         request.on('data', (chunk: Buffer) => chunks.push(chunk));
         request.on('end', () => {
           const { message } = JSON.parse(Buffer.concat(chunks).toString()) as { message: string };
-          const digest = sha256(message);
+          const digest = sha256Hex(message);
           messages.set(digest, message);
           response.writeHead(201, json).end(JSON.stringify({ digest }));
         });

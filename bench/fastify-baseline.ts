@@ -3,21 +3,20 @@
  * Fastify with no logging, schemas, validation or durability, so that what the framework itself
  * costs shows apart from what digestd adds. Usage: --port P --cert FILE --key FILE
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { fastify } from 'fastify';
+import { sha256Hex } from '../test/harness/sha256.js';
 
 const { values } = parseArgs({
   options: { port: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } },
 });
-const sha256 = (message: string) => createHash('sha256').update(message).digest('hex');
 const messages = new Map<string, string>();
 const app = fastify({
   https: { cert: readFileSync(values.cert ?? ''), key: readFileSync(values.key ?? '') },
 });
 app.post<{ Body: { message: string } }>('/messages', (request, reply) => {
-  const digest = sha256(request.body.message);
+  const digest = sha256Hex(request.body.message);
   messages.set(digest, request.body.message);
   return reply.code(201).send({ digest });
 });

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import autocannon from 'autocannon';
-import { freePort } from '../scripts/lib/free-port.js';
+import { freePort } from '../test/harness/free-port.js';
 import { loadTlsMaterial } from '../src/http/tls/material.js';
 import { messagePath, runAutocannon, type Targets } from './load.js';
 import { SCENARIOS, missDigests } from './scenarios.js';
@@ -136,13 +136,12 @@ async function measureServer(
   const url = `https://127.0.0.1:${port}`;
   const control = (...args: string[]) => run('callgrind_control', [...args, String(child.pid)]);
   try {
-    await waitUntilAnswering(
-      child,
-      `${url}/messages/${'0'.repeat(64)}`,
-      tls.caPath ?? tls.certPath,
+    await waitUntilAnswering(child, `${url}/messages/${'0'.repeat(64)}`, {
+      caPath: tls.caPath ?? tls.certPath,
+      accepts: (status) => status > 0,
+      timeoutMs: 300_000,
       errorFile,
-      300_000,
-    );
+    });
     const seeds = Array.from({ length: SEEDED }, (_, index) => `instructions seed ${index}`);
     let next = 0;
     await autocannon({

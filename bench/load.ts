@@ -4,7 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { REPEATED_MESSAGE, hexDigest, newMessageBody, type Scenario } from './scenarios.js';
+import { sha256Hex } from '../test/harness/sha256.js';
+import { REPEATED_MESSAGE, newMessageBody, type Scenario } from './scenarios.js';
 
 const WRK_SCRIPT = fileURLToPath(new URL('./wrk.lua', import.meta.url));
 
@@ -179,5 +180,5 @@ export async function runWrk(options: LoadOptions & { workDir: string }): Promis
 
 /** The path of a message's digest, for the GET pools. */
 export function messagePath(message: string): string {
-  return `/messages/${hexDigest(message)}`;
+  return `/messages/${sha256Hex(message)}`;
 }

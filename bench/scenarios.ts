@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 /** One request shape in a scenario's repeating plan. */
 export type Step =
@@ -103,11 +103,6 @@ export const LARGE_POOL_SIZES = {
 
 /** The message POSTed over and over by post-repeat (stored before the run). */
 export const REPEATED_MESSAGE = 'the message everybody posts';
-
-/** Lowercase hex SHA-256, as digestd answers it. */
-export function hexDigest(message: string): string {
-  return createHash('sha256').update(message).digest('hex');
-}
 
 /** The messages the GET pools draw from; every one of them is stored in both servers. */
 export interface Pools {

@@ -16,13 +16,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   countLost,
+  isRunning,
   killGroup,
   send,
-  sha256,
+  sha256Hex,
   sleep,
   startServer,
+  stopServer,
   type Server,
-} from './lib/digestd-process.js';
+} from './lib/traffic.js';
 
 /** Options of one crash-consistency run. */
 export interface CrashOptions {
@@ -87,7 +89,7 @@ async function writeUntilKilled(server: Server, round: number, options: CrashOpt
         const reply = await send(server, 'POST', '/messages', JSON.stringify({ message }));
         if (reply.status !== 201) throw new Error(`POST answered ${reply.status}: ${reply.body}`);
         const { digest } = JSON.parse(reply.body) as { digest: string };
-        if (digest !== sha256(message)) wrongDigests++;
+        if (digest !== sha256Hex(message)) wrongDigests++;
         acknowledged.set(digest, message);
       } catch (error) {
         if (!killing) throw error;
@@ -138,9 +140,7 @@ export async function runCrashConsistency(options: CrashOptions): Promise<CrashS
       );
     }
     const finalCheckLost = await countLost(server, everything);
-    server.child.kill('SIGTERM');
-    await new Promise((resolve) => server.child.once('exit', resolve));
-    server.agent.destroy();
+    await stopServer(server);
     return {
       rounds,
       acknowledged: everything.size,
@@ -149,7 +149,7 @@ export async function runCrashConsistency(options: CrashOptions): Promise<CrashS
       wrongDigests,
     };
   } finally {
-    if (server.child.exitCode === null && server.child.signalCode === null) await killGroup(server);
+    if (isRunning(server)) await killGroup(server);
     if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
   }
 }

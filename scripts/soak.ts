@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { groupRssBytes, send, sha256, startServer, stopServer } from './lib/digestd-process.js';
+import { treeMemory } from '../test/harness/proc.js';
+import { isRunning, killGroup, send, sha256Hex, startServer, stopServer } from './lib/traffic.js';
 
 const MiB = 1024 * 1024;
 
@@ -25,20 +26,6 @@ interface Sample {
   seconds: number;
   rssMiB: number;
   anonMiB: number;
-}
-
-/** Resident memory split into anonymous (heap, stacks) and file-backed (LMDB map) pages. */
-async function memoryOf(groupId: number): Promise<{ rss: number; anon: number }> {
-  const { readdir, readFile } = await import('node:fs/promises');
-  let anon = 0;
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== groupId) continue;
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
-    anon += Number(/^RssAnon:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0) * 1024;
-  }
-  return { rss: await groupRssBytes(groupId), anon };
 }
 
 const median = (values: number[]) => {
@@ -63,7 +50,6 @@ async function main() {
 
   const dataDir = await mkdtemp(path.join(tmpdir(), 'digestd-soak-'));
   const server = await startServer(dataDir, positionals);
-  const groupId = server.child.pid!;
   try {
     // Stored messages for the reads.
     const stored: string[] = [];
@@ -73,16 +59,16 @@ async function main() {
       if (reply.status !== 201) throw new Error(`seeding answered ${reply.status}`);
       stored.push(message);
     }
-    const storedDigests = stored.map(sha256);
+    const storedDigests = stored.map((message) => sha256Hex(message));
 
     const samples: Sample[] = [];
     const started = Date.now();
     const sample = async () => {
-      const memory = await memoryOf(groupId);
+      const memory = await treeMemory(server.digestd.process.pid!);
       const entry = {
         seconds: Math.round((Date.now() - started) / 1000),
-        rssMiB: Number((memory.rss / MiB).toFixed(1)),
-        anonMiB: Number((memory.anon / MiB).toFixed(1)),
+        rssMiB: Number((memory.rssBytes / MiB).toFixed(1)),
+        anonMiB: Number((memory.rssAnonBytes / MiB).toFixed(1)),
       };
       samples.push(entry);
       log(`t=${entry.seconds}s rss=${entry.rssMiB} MiB anon=${entry.anonMiB} MiB`);
@@ -218,7 +204,7 @@ async function main() {
     }
     process.exitCode = failed ? 1 : 0;
   } finally {
-    if (server.child.exitCode === null && server.child.signalCode === null) process.kill(-groupId, 'SIGKILL');
+    if (isRunning(server)) await killGroup(server);
     await rm(dataDir, { recursive: true, force: true });
   }
 }

@@ -1,4 +1,4 @@
-import { freePort } from '../../scripts/lib/free-port.js';
+import { freePort } from '../harness/free-port.js';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after } from 'node:test';

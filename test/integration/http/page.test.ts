@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { access, constants, mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { postMessage, startServer, temporaryDirectory, type RunningServer } from '../../helpers/server.js';
 import { serviceSkip } from '../../helpers/services.js';
+import { sha256Hex } from '../../harness/sha256.js';
 
 /** Debian's chromium package; .ci/services installs it. */
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/', import.meta.url));
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 const skip = await serviceSkip(
   'Chromium',
@@ -63,19 +62,19 @@ describe('the web page at /', { skip: skip ?? false }, () => {
     await page.click('#store');
     const link = page.locator('#digest-link');
     await link.waitFor();
-    assert.equal(await link.textContent(), sha256(message));
-    assert.equal(await link.getAttribute('href'), `#${sha256(message)}`);
+    assert.equal(await link.textContent(), sha256Hex(message));
+    assert.equal(await link.getAttribute('href'), `#${sha256Hex(message)}`);
 
     await link.click();
     await page.locator('#view:not([hidden])').waitFor();
     assert.equal(await page.locator('#message-view').textContent(), message);
     assert.equal(await page.locator('#message-view b').count(), 0, 'the message is shown as text, not HTML');
-    assert.equal(new URL(page.url()).hash, `#${sha256(message)}`);
+    assert.equal(new URL(page.url()).hash, `#${sha256Hex(message)}`);
 
     // A digest typed into the second form opens a message stored by someone else.
     const other = 'stored through the API';
     assert.equal((await postMessage(server, other)).status, 201);
-    await page.fill('#digest', sha256(other).toUpperCase());
+    await page.fill('#digest', sha256Hex(other).toUpperCase());
     await page.click('#open');
     await page.locator('#message-view', { hasText: other }).waitFor();
     assert.equal(await page.locator('#message-view').textContent(), other);
@@ -90,7 +89,7 @@ describe('the web page at /', { skip: skip ?? false }, () => {
     const stored = 'opened from the address bar';
     assert.equal((await postMessage(server, stored)).status, 201);
     const page = await context.newPage();
-    await page.goto(`${server.url}/#${sha256(stored)}`);
+    await page.goto(`${server.url}/#${sha256Hex(stored)}`);
     await page.locator('#message-view', { hasText: stored }).waitFor();
     assert.equal(await page.locator('#message-view').textContent(), stored);
     await page.goto(`${server.url}/#${'0'.repeat(64)}`);

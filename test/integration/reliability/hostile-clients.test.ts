@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request, startServer, type RunningServer } from '../../helpers/server.js';
+import { sha256Hex } from '../../harness/sha256.js';
 import {
   eventually,
   openTcp,
@@ -12,8 +13,6 @@ import {
   trickle,
   type RawResponse,
 } from '../../helpers/sockets.js';
-
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 /** The JSON error code of a raw response. */
 const codeOf = (response: RawResponse | undefined) =>
@@ -74,7 +73,7 @@ describe('hostile clients against short limits', () => {
     assert.equal(response?.status, 408);
     assert.equal(codeOf(response), 'REQUEST_TIMEOUT');
     assert.equal(
-      (await request(`${server.url}/messages/${sha256('x'.repeat(500))}`, { ca: server.ca })).status,
+      (await request(`${server.url}/messages/${sha256Hex('x'.repeat(500))}`, { ca: server.ca })).status,
       404,
     );
   });
@@ -111,12 +110,12 @@ describe('hostile clients against short limits', () => {
     );
     const [created, ...none] = parseResponses((await posted).bytes);
     assert.equal(created?.status, 201);
-    assert.deepEqual(JSON.parse(created?.body ?? ''), { digest: sha256('over HTTP/1.0') });
+    assert.deepEqual(JSON.parse(created?.body ?? ''), { digest: sha256Hex('over HTTP/1.0') });
     assert.equal(none.length, 0);
 
     const get = await openTls(server);
     const got = receiveUntilClose(get);
-    get.write(`GET /messages/${sha256('over HTTP/1.0')} HTTP/1.0\r\n\r\n`);
+    get.write(`GET /messages/${sha256Hex('over HTTP/1.0')} HTTP/1.0\r\n\r\n`);
     const [read] = parseResponses((await got).bytes);
     assert.equal(read?.status, 200);
     assert.deepEqual(JSON.parse(read?.body ?? ''), { message: 'over HTTP/1.0' });
@@ -134,7 +133,7 @@ describe('hostile clients against short limits', () => {
     socket.write(
       post(first) +
         post(second) +
-        `GET /messages/${sha256(first)} HTTP/1.1\r\nHost: localhost\r\n\r\n` +
+        `GET /messages/${sha256Hex(first)} HTTP/1.1\r\nHost: localhost\r\n\r\n` +
         `GET /messages/${'0'.repeat(64)} HTTP/1.1\r\nHost: localhost\r\n\r\n` +
         `GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
     );
@@ -143,8 +142,8 @@ describe('hostile clients against short limits', () => {
       responses.map((response) => response.status),
       [201, 201, 200, 404, 200],
     );
-    assert.deepEqual(JSON.parse(responses[0]!.body), { digest: sha256(first) });
-    assert.deepEqual(JSON.parse(responses[1]!.body), { digest: sha256(second) });
+    assert.deepEqual(JSON.parse(responses[0]!.body), { digest: sha256Hex(first) });
+    assert.deepEqual(JSON.parse(responses[1]!.body), { digest: sha256Hex(second) });
     assert.deepEqual(JSON.parse(responses[2]!.body), { message: first });
   });
 

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import type { Digest } from '../../../src/digest.js';
 import type { MessageStore } from '../../../src/store/types.js';
 import { buildTestApp, type TestApp } from '../../helpers/app.js';
-
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+import { sha256Hex } from '../../harness/sha256.js';
 
 let testApp: TestApp;
 let app: FastifyInstance;
@@ -52,11 +50,11 @@ describe('POST /messages/batch', () => {
     const before = { ...calls };
     const response = await postJson('/messages/batch', { messages });
     assert.equal(response.statusCode, 201);
-    assert.deepEqual(response.json(), { digests: messages.map(sha256) });
+    assert.deepEqual(response.json(), { digests: messages.map(sha256Hex) });
     assert.equal(calls.putMany - before.putMany, 1);
     assert.equal(calls.put - before.put, 0);
     for (const message of messages) {
-      const read = await app.inject({ method: 'GET', url: `/messages/${sha256(message)}` });
+      const read = await app.inject({ method: 'GET', url: `/messages/${sha256Hex(message)}` });
       assert.deepEqual(read.json(), { message });
     }
   });
@@ -79,7 +77,7 @@ describe('POST /messages/batch', () => {
       assert.match(text, /messages\[1\]/);
       assert.match(text, pattern);
     }
-    const read = await app.inject({ method: 'GET', url: `/messages/${sha256('fine-before')}` });
+    const read = await app.inject({ method: 'GET', url: `/messages/${sha256Hex('fine-before')}` });
     assert.equal(read.statusCode, 404);
   });
 
@@ -142,12 +140,12 @@ describe('POST /messages/lookup', () => {
   it('answers each digest with its message or null', async () => {
     const missing = '0'.repeat(64);
     const response = await postJson('/messages/lookup', {
-      digests: [sha256('alpha'), missing, sha256('beta').toUpperCase()],
+      digests: [sha256Hex('alpha'), missing, sha256Hex('beta').toUpperCase()],
     });
     assert.equal(response.statusCode, 200);
     assert.equal(response.headers['content-type'], 'application/json');
     assert.deepEqual(response.json(), {
-      messages: { [sha256('alpha')]: 'alpha', [missing]: null, [sha256('beta')]: 'beta' },
+      messages: { [sha256Hex('alpha')]: 'alpha', [missing]: null, [sha256Hex('beta')]: 'beta' },
     });
   });
 
@@ -161,17 +159,17 @@ describe('POST /messages/lookup', () => {
       201,
     );
     const response = await postJson('/messages/lookup', {
-      digests: [sha256('__proto__'), sha256('constructor')],
+      digests: [sha256Hex('__proto__'), sha256Hex('constructor')],
     });
     assert.deepEqual(JSON.parse(response.body), {
-      messages: { [sha256('__proto__')]: '__proto__', [sha256('constructor')]: 'constructor' },
+      messages: { [sha256Hex('__proto__')]: '__proto__', [sha256Hex('constructor')]: 'constructor' },
     });
   });
 
   it('rejects a malformed digest with 400 INVALID_DIGEST naming its index', async () => {
     for (const bad of ['__proto__', 'abc', 42, null, 'g'.repeat(64)]) {
       const text = assertError(
-        await postJson('/messages/lookup', { digests: [sha256('alpha'), bad] }),
+        await postJson('/messages/lookup', { digests: [sha256Hex('alpha'), bad] }),
         400,
         'INVALID_DIGEST',
       );
@@ -181,7 +179,7 @@ describe('POST /messages/lookup', () => {
 
   it('answers 413 BATCH_TOO_LARGE over --batch-max', async () => {
     assertError(
-      await postJson('/messages/lookup', { digests: Array(6).fill(sha256('a')) }),
+      await postJson('/messages/lookup', { digests: Array(6).fill(sha256Hex('a')) }),
       413,
       'BATCH_TOO_LARGE',
     );
@@ -194,7 +192,7 @@ describe('POST /messages/lookup', () => {
 
 describe('routing of /messages/batch and /messages/lookup', () => {
   it('keeps GET /messages/:digest working next to the static routes', async () => {
-    const response = await app.inject({ method: 'GET', url: `/messages/${sha256('alpha')}` });
+    const response = await app.inject({ method: 'GET', url: `/messages/${sha256Hex('alpha')}` });
     assert.deepEqual(response.json(), { message: 'alpha' });
   });
 
@@ -209,7 +207,7 @@ describe('routing of /messages/batch and /messages/lookup', () => {
   }
 
   it('still answers 405 Allow: GET, HEAD for POST /messages/<digest>', async () => {
-    const response = await app.inject({ method: 'POST', url: `/messages/${sha256('alpha')}` });
+    const response = await app.inject({ method: 'POST', url: `/messages/${sha256Hex('alpha')}` });
     assert.equal(response.statusCode, 405);
     assert.equal(response.headers.allow, 'GET, HEAD');
   });

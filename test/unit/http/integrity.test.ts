@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,8 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../src/http/app.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { LmdbStore } from '../../../src/store/lmdb.js';
-
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+import { sha256Hex } from '../../harness/sha256.js';
 
 let directory: string;
 let store: LmdbStore;
@@ -66,7 +64,7 @@ async function storeAndTamper(message: string, tampered: string): Promise<string
     payload: { message },
   });
   assert.equal(response.statusCode, 201);
-  const digest = sha256(message);
+  const digest = sha256Hex(message);
   await raw.put(Buffer.from(digest, 'hex'), tampered);
   assert.equal(await store.get(Buffer.from(digest, 'hex')), tampered, 'the entry is corrupt in LMDB');
   return digest;
@@ -90,7 +88,7 @@ describe('integrity of served messages', () => {
     assert.ok(logged, 'a corruption line is logged');
     assert.equal(logged.level, 'error');
     assert.equal(logged.digest, digest);
-    assert.equal(logged.actualDigest, sha256('the tampered'));
+    assert.equal(logged.actualDigest, sha256Hex('the tampered'));
     assert.equal(logged.store, 'lmdb');
   });
 

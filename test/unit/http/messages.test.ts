@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { buildTestApp, useTestApp } from '../../helpers/app.js';
+import { sha256Hex } from '../../harness/sha256.js';
 
 const FOO_DIGEST = '2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae';
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 const testApp = useTestApp({ maxMessageBytes: 1024 });
 
@@ -47,7 +46,7 @@ describe('POST /messages', () => {
     const response = await post({ message: '' });
     assert.equal(response.statusCode, 201);
     const { digest } = response.json<{ digest: string }>();
-    assert.equal(digest, sha256(''));
+    assert.equal(digest, sha256Hex(''));
     const read = await testApp.app.inject({ method: 'GET', url: `/messages/${digest}` });
     assert.equal(read.statusCode, 200);
     assert.deepEqual(read.json(), { message: '' });
@@ -69,7 +68,7 @@ describe('POST /messages', () => {
   it('hashes the UTF-8 bytes of non-ASCII messages', async () => {
     const message = 'héllo wörld 🎉 日本語';
     const response = await post({ message });
-    assert.deepEqual(response.json(), { digest: sha256(message) });
+    assert.deepEqual(response.json(), { digest: sha256Hex(message) });
   });
 
   for (const [label, payload] of [
@@ -135,7 +134,7 @@ describe('POST /messages', () => {
   it('treats __proto__ and constructor keys as plain data', async () => {
     const response = await post('{"message": "proto", "__proto__": {"polluted": true}, "constructor": 1}');
     assert.equal(response.statusCode, 201);
-    assert.deepEqual(response.json(), { digest: sha256('proto') });
+    assert.deepEqual(response.json(), { digest: sha256Hex('proto') });
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
   });
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import { useTestApp } from '../../helpers/app.js';
+import { sha256Hex } from '../../harness/sha256.js';
 
 /**
  * Property-based tests over the HTTP API (fast-check, through Fastify inject). Run counts are
@@ -13,8 +13,6 @@ import { useTestApp } from '../../helpers/app.js';
 
 const MAX_MESSAGE_BYTES = 4096;
 const RUNS = 300;
-
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 const testApp = useTestApp({ maxMessageBytes: MAX_MESSAGE_BYTES });
 
@@ -42,8 +40,8 @@ function assertCleanAnswer(response: LightMyRequestResponse) {
 async function assertRoundTrip(message: string) {
   const posted = await postJson(JSON.stringify({ message }));
   assert.equal(posted.statusCode, 201, posted.body);
-  assert.deepEqual(posted.json(), { digest: sha256(message) });
-  const read = await testApp.app.inject({ method: 'GET', url: `/messages/${sha256(message)}` });
+  assert.deepEqual(posted.json(), { digest: sha256Hex(message) });
+  const read = await testApp.app.inject({ method: 'GET', url: `/messages/${sha256Hex(message)}` });
   assert.equal(read.statusCode, 200);
   assert.equal(read.json<{ message: string }>().message, message);
 }
@@ -190,7 +188,7 @@ describe('property: hostile bodies never produce a 5xx', () => {
             : undefined;
         if (typeof message === 'string' && message.isWellFormed()) {
           assert.equal(response.statusCode, 201, response.body);
-          assert.deepEqual(response.json(), { digest: sha256(message) });
+          assert.deepEqual(response.json(), { digest: sha256Hex(message) });
         } else {
           assert.equal(response.statusCode, 400, response.body);
         }

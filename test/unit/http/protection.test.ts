@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildTestApp, type TestApp } from '../../helpers/app.js';
+import { sha256Hex } from '../../harness/sha256.js';
 
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 const json = { 'content-type': 'application/json' };
 
 describe('security headers', () => {
@@ -51,7 +50,7 @@ describe('write tokens', () => {
     assert.equal(response.statusCode, 401);
     assert.equal(response.headers['www-authenticate'], 'Bearer realm="digestd"');
     assert.equal(response.json<{ code: string }>().code, 'UNAUTHORIZED');
-    const read = await app.inject({ method: 'GET', url: `/messages/${sha256('no token')}` });
+    const read = await app.inject({ method: 'GET', url: `/messages/${sha256Hex('no token')}` });
     assert.equal(read.statusCode, 404);
   });
 
@@ -80,7 +79,7 @@ describe('write tokens', () => {
   });
 
   it('leaves reads open: GET, HEAD and lookup', async () => {
-    const digest = sha256('with first');
+    const digest = sha256Hex('with first');
     assert.equal((await app.inject({ method: 'GET', url: `/messages/${digest}` })).statusCode, 200);
     assert.equal((await app.inject({ method: 'HEAD', url: `/messages/${digest}` })).statusCode, 200);
     const lookup = await app.inject({

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import { useTestApp } from '../../helpers/app.js';
+import { sha256Hex } from '../../harness/sha256.js';
 
-const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 const TEXT = 'text/plain; charset=utf-8';
 
 const testApp = useTestApp({ maxMessageBytes: 1024 });
@@ -35,31 +34,31 @@ describe('POST /messages with text/plain', () => {
       headers: { 'content-type': 'application/json' },
       payload: { message },
     });
-    assert.deepEqual(raw.json(), { digest: sha256(message) });
+    assert.deepEqual(raw.json(), { digest: sha256Hex(message) });
     assert.deepEqual(raw.json(), viaJson.json());
-    const read = await testApp.app.inject({ method: 'GET', url: `/messages/${sha256(message)}` });
+    const read = await testApp.app.inject({ method: 'GET', url: `/messages/${sha256Hex(message)}` });
     assert.deepEqual(read.json(), { message });
   });
 
   it('keeps a byte-order mark and trailing newline as part of the message', async () => {
     const body = Buffer.from('\uFEFFline\n', 'utf8');
     const response = await postText(body);
-    assert.deepEqual(response.json(), { digest: sha256(body) });
+    assert.deepEqual(response.json(), { digest: sha256Hex(body) });
   });
 
   it('accepts text/plain without a charset as UTF-8', async () => {
     const response = await postText('plain', 'text/plain');
-    assert.deepEqual(response.json(), { digest: sha256('plain') });
+    assert.deepEqual(response.json(), { digest: sha256Hex('plain') });
   });
 
   it('accepts the empty body as the empty message', async () => {
     const response = await postText('');
-    assert.deepEqual(response.json(), { digest: sha256('') });
+    assert.deepEqual(response.json(), { digest: sha256Hex('') });
   });
 
   it('stores a JSON-looking text body literally', async () => {
     const body = '{"message": "foo"}';
-    assert.deepEqual((await postText(body)).json(), { digest: sha256(body) });
+    assert.deepEqual((await postText(body)).json(), { digest: sha256Hex(body) });
   });
 
   it('rejects invalid UTF-8 with 400 INVALID_UTF8', async () => {
@@ -94,7 +93,7 @@ describe('POST /messages with text/plain', () => {
 
 describe('GET /messages/:digest content negotiation', () => {
   const message = 'raw négociation';
-  const digest = sha256(message);
+  const digest = sha256Hex(message);
   before(async () => {
     assert.equal((await postText(message)).statusCode, 201);
   });

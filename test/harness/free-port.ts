@@ -2,8 +2,8 @@ import { createServer } from 'node:net';
 
 /**
  * A TCP port on 127.0.0.1 that was free a moment ago. For processes whose port must be known
- * before they start (Redis Cluster's bus ports, the benchmark's servers); the race with other
- * processes is small. Shared by the test helpers, the benchmark and the scripts.
+ * before they start (Redis Cluster's bus ports, servers that do not report their address); the
+ * race with other processes is small.
  */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
