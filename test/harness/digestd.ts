@@ -63,7 +63,7 @@ export interface StartOptions {
   /** Data directory; a fresh temporary one by default. */
   dataDir?: string;
   env?: Record<string, string | undefined>;
-  /** How long to wait until it serves. @default 15000 */
+  /** How long to wait until it serves. @default 30000 (a loaded 2-core machine needs more than 15 s at times) */
   timeoutMs?: number;
   /**
    * Passes --log-file; the harness then reads the log from that file (the current one, not rotated
@@ -167,7 +167,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  const timeoutMs = options.timeoutMs ?? 15000;
+  const timeoutMs = options.timeoutMs ?? 30000;
   const errorText = async () =>
     options.stderr === undefined ? stderr : await readFile(options.stderr, 'utf8').catch(() => '');
 
