@@ -154,7 +154,7 @@ export const SETTINGS = {
     help: 'Redis replicas that must confirm each write (WAIT) before 201 (default: 1 if the store has replicas, else 0).',
     commands: ['serve', 'migrate'],
   },
-  // HTTP: batches, metrics, protection (issue 5)
+  // HTTP: batches, metrics, protection
   batchMax: {
     kind: 'integer',
     flag: 'batch-max',
