@@ -230,3 +230,25 @@ export class MalformedRequest extends DigestdError {
     super('The request is not valid HTTP/1.1.', 'MALFORMED_REQUEST', 400);
   }
 }
+
+/** A request framed with a transfer coding other than chunked (RFC 9112 6.1 answers 501). */
+export class UnsupportedTransferCoding extends DigestdError {
+  constructor(coding: string) {
+    super(
+      `The transfer coding "${coding}" is not supported; send the body with Content-Length or chunked alone.`,
+      'UNSUPPORTED_TRANSFER_CODING',
+      501,
+    );
+  }
+}
+
+/** An Expect header other than 100-continue (RFC 9110 10.1.1). */
+export class ExpectationFailed extends DigestdError {
+  constructor(expectation: string) {
+    super(
+      `The expectation "${expectation}" cannot be met; only 100-continue is supported.`,
+      'EXPECTATION_FAILED',
+      417,
+    );
+  }
+}

@@ -6,7 +6,7 @@ import { collectProcessMetrics, instrumentStore, localMetricsText } from '../met
 import type { MessageStore } from '../store/types.js';
 import bodyParsers from './body.js';
 import {
-  answerClientError,
+  answerClientErrors,
   DEFAULT_CONNECTION_OPTIONS,
   rejectLongUrls,
   serverFactoryFor,
@@ -76,7 +76,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     requestIdHeader: false,
     bodyLimit: bodyLimitFor(options.maxMessageBytes),
     return503OnClosing: true,
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: answerClientErrors({ tls }),
     // Long URLs answer 414 in one place (rejectLongUrls below); a long digest is just not found.
     routerOptions: { maxParamLength: connection.maxUrlBytes },
     frameworkErrors: answerFrameworkErrors({
@@ -88,7 +88,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
   // node:https.Server handles requests exactly like node:http.Server; building it ourselves keeps
   // one Fastify type for both, leaves the server's TLS context to us (setSecureContext on reload)
   // and applies the connection limits (src/http/connection.ts).
-  const app = fastify({ ...serverOptions, serverFactory: serverFactoryFor(options.https, connection) });
+  const app = fastify({
+    ...serverOptions,
+    serverFactory: serverFactoryFor(options.https, connection, options.logger),
+  });
   app.addHook('onRequest', rejectLongUrls(connection.maxUrlBytes));
   // Bodies are checked by hand in the handlers, without coercion and with precise errors; the
   // route schemas describe the API (OpenAPI, response serialization) but never validate or coerce.

@@ -1,21 +1,29 @@
 import {
   createServer as createHttpServer,
   STATUS_CODES,
+  type IncomingMessage,
   type RequestListener,
   type ServerResponse,
   type ServerOptions,
 } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import type { FastifyInstance, FastifyServerFactory, onRequestHookHandler } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerFactory, onRequestHookHandler } from 'fastify';
 import type { Config } from '../config.js';
 import {
+  BadRequest,
+  ExpectationFailed,
   HeadersTooLarge,
   MalformedRequest,
+  MethodNotAllowed,
   RequestTimeout,
+  UnsupportedTransferCoding,
   UriTooLong,
   type DigestdError,
 } from '../errors.js';
+import { JSON_MEDIA_TYPE } from './body.js';
+import { recordAnswer } from './plugins/access-log.js';
+import { securityHeaders } from './plugins/response-headers.js';
 
 /** Limits that protect the server from slow, idle and oversized clients. */
 export interface ConnectionOptions {
@@ -84,11 +92,14 @@ export function secureContextOptions(https: { cert: string; key: string }) {
 
 /**
  * Builds the node server for Fastify: HTTPS (TLS 1.2 and 1.3, modern suites) when `https` is
- * given, plain HTTP otherwise, with the connection limits applied.
+ * given, plain HTTP otherwise, with the connection limits applied. Requests Fastify must never
+ * see (CONNECT, unsupported framing, a missing or doubled Host, an unmet Expect) are answered
+ * here, in the same shape and with the same headers, access line and count as every other answer.
  */
 export function serverFactoryFor(
   https: { cert: string; key: string } | undefined,
   connection: ConnectionOptions,
+  log: FastifyBaseLogger,
 ): FastifyServerFactory {
   const httpOptions: ServerOptions = {
     maxHeaderSize: connection.maxHeaderBytes,
@@ -101,9 +112,16 @@ export function serverFactoryFor(
       50,
       Math.floor(Math.min(connection.headersTimeoutMs, connection.requestTimeoutMs) / 5),
     ),
+    // Node's own answer to a missing Host is a bare 400; refuseMalformed answers it in our shape.
+    requireHostHeader: false,
   };
+  const answers = new RawAnswers(https !== undefined, log);
   return (fastifyHandler) => {
-    const handler = oneRequestAtATime(fastifyHandler);
+    const handler = oneRequestAtATime((request, response) => {
+      const refusal = refusalOf(request);
+      if (refusal === undefined) fastifyHandler(request, response);
+      else answers.onResponse(request, response, refusal);
+    });
     const server = https
       ? createHttpsServer(
           {
@@ -117,8 +135,138 @@ export function serverFactoryFor(
         )
       : createHttpServer(httpOptions, handler);
     if (connection.maxConnections > 0) limitConnections(server, connection.maxConnections);
+    answers.watch(server);
     return server;
   };
+}
+
+/** The methods the API serves, named by the 405 that answers CONNECT. */
+const SERVED_METHODS = ['GET', 'HEAD', 'POST'] as const;
+
+/** An absolute-form request target (RFC 9112 3.2.2), which a server must accept. */
+const ABSOLUTE_FORM = /^https?:\/\//i;
+
+/**
+ * Why a parsed request is refused before Fastify sees it, or undefined when it is not. These are
+ * requests node's parser accepts but whose meaning is ambiguous or unsupported: answering them as
+ * if they were plain would store or serve something other than what the client meant.
+ */
+function refusalOf(request: IncomingMessage): DigestdError | undefined {
+  const url = request.url ?? '';
+  if (!url.startsWith('/') && !ABSOLUTE_FORM.test(url)) {
+    return new BadRequest('The request target must be a path starting with "/".');
+  }
+  let hosts = 0;
+  for (let index = 0; index < request.rawHeaders.length; index += 2) {
+    if (request.rawHeaders[index]!.toLowerCase() === 'host') hosts += 1;
+  }
+  // RFC 9112 3.2: a request with no Host, or more than one, gets 400.
+  if (hosts > 1) return new BadRequest('The request has more than one Host header.');
+  if (hosts === 0 && request.httpVersion === '1.1') {
+    return new BadRequest('The request has no Host header, which HTTP/1.1 requires.');
+  }
+  // node de-chunks "gzip, chunked" and passes on the gzip bytes as if they were the body.
+  const coding = request.headers['transfer-encoding'];
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') {
+    return new UnsupportedTransferCoding(coding);
+  }
+  return undefined;
+}
+
+/** When node has no request to give the time of, the answer is timed from the connection's start. */
+type TimedSocket = Duplex & { [CONNECTED_AT]?: number };
+const CONNECTED_AT = Symbol('digestd.connectedAt');
+
+/**
+ * The answers written without Fastify, before or instead of a Fastify request: they carry the
+ * headers every answer carries (src/http/plugins/response-headers.ts, no-store, the error's own)
+ * and close the connection, and each has its access line and count (recordAnswer).
+ */
+class RawAnswers {
+  private readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    tls: boolean,
+    private readonly log: FastifyBaseLogger,
+  ) {
+    this.headers = Object.freeze({ ...securityHeaders({ tls }), 'cache-control': 'no-store' });
+  }
+
+  /** Answers CONNECT and unmet expectations, and times connections for the parser's errors. */
+  watch(server: import('node:net').Server): void {
+    const stamp = (socket: TimedSocket) => (socket[CONNECTED_AT] = performance.now());
+    server.on(server instanceof HttpsServer ? 'secureConnection' : 'connection', stamp);
+    // Without a listener node destroys a CONNECT's socket without a word.
+    server.on('connect', (request: IncomingMessage, socket: Duplex) => {
+      const error = new MethodNotAllowed(request.method ?? 'CONNECT', SERVED_METHODS);
+      this.onSocket(socket, error, request);
+    });
+    // Without a listener node answers a bare 417.
+    server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+      this.onResponse(request, response, new ExpectationFailed(String(request.headers.expect)));
+    });
+  }
+
+  /** Answers a parsed request through its ServerResponse, then closes the connection. */
+  onResponse(request: IncomingMessage, response: ServerResponse, error: DigestdError): void {
+    const started = performance.now();
+    const body = bodyOf(error);
+    response.shouldKeepAlive = false;
+    response.writeHead(error.statusCode, {
+      ...this.headers,
+      ...error.headers,
+      'content-type': JSON_MEDIA_TYPE,
+      'content-length': body.length,
+    });
+    response.end(request.method === 'HEAD' ? undefined : body);
+    this.record(error, body.length, performance.now() - started, request, request.socket);
+  }
+
+  /** Writes an answer straight to a socket that has no ServerResponse, then closes it. */
+  onSocket(socket: Duplex, error: DigestdError, request?: IncomingMessage): void {
+    const body = bodyOf(error);
+    const headers: Record<string, string | number> = {
+      connection: 'close',
+      ...this.headers,
+      ...error.headers,
+      'content-type': JSON_MEDIA_TYPE,
+      'content-length': body.length,
+    };
+    let head = `HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode]}\r\n`;
+    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+    socket.end(Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), body]), () => socket.destroy());
+    const connectedAt = (socket as TimedSocket)[CONNECTED_AT];
+    this.record(
+      error,
+      body.length,
+      connectedAt === undefined ? 0 : performance.now() - connectedAt,
+      request,
+      socket,
+    );
+  }
+
+  private record(
+    error: DigestdError,
+    bytes: number,
+    ms: number,
+    request: IncomingMessage | undefined,
+    socket: Duplex,
+  ): void {
+    recordAnswer(this.log, {
+      method: request?.method ?? 'UNKNOWN',
+      url: request?.url ?? '',
+      route: 'unmatched',
+      status: error.statusCode,
+      bytes,
+      ms,
+      remote: (socket as Partial<import('node:net').Socket>).remoteAddress,
+    });
+  }
+}
+
+/** The `{"err_msg", "code"}` body of an error (the shape of src/http/plugins/error-replies.ts). */
+function bodyOf(error: DigestdError): Buffer {
+  return Buffer.from(JSON.stringify({ err_msg: error.message, code: error.code }));
 }
 
 /**
@@ -163,36 +311,34 @@ function oneRequestAtATime(handler: RequestListener): RequestListener {
 /**
  * Fastify's clientErrorHandler: node's HTTP parser failed or timed out before there was a request,
  * so no Fastify reply exists and the error handler in app.ts cannot run. The answer is written to
- * the socket in the same `{"err_msg", "code"}` shape, then the connection is closed.
+ * the socket in the same `{"err_msg", "code"}` shape, with the same headers, access line and
+ * count as every answer, then the connection is closed.
  */
-export function answerClientError(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex) {
-  // A reset or destroyed socket has nobody left to answer.
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  // node:https forwards TLS failures (handshake timeout, plain HTTP on the TLS port, bad records)
-  // here too; before a completed handshake there is no HTTP to answer with, only a close.
-  const fromHttpParser =
-    error.code?.startsWith('HPE_') === true || error.code?.startsWith('ERR_HTTP_') === true;
-  if (!fromHttpParser) {
-    this.log.debug({ code: error.code }, 'connection failed before HTTP');
-    socket.destroy();
-    return;
-  }
-  const answer = clientErrorFor(error);
-  this.log.debug({ code: error.code, status: answer.statusCode }, 'client error');
-  // Like node's own handler: never write into the middle of a response already on its way.
-  const inFlight = (socket as Duplex & { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
-  if (!socket.writable || inFlight?._headerSent === true) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify({ err_msg: answer.message, code: answer.code });
-  socket.end(
-    `HTTP/1.1 ${answer.statusCode} ${STATUS_CODES[answer.statusCode]}\r\n` +
-      'Connection: close\r\n' +
-      'Content-Type: application/json\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    () => socket.destroy(),
-  );
+export function answerClientErrors(options: { tls: boolean }) {
+  let answers: RawAnswers | undefined;
+  return function answerClientError(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex) {
+    // A reset or destroyed socket has nobody left to answer.
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    // node:https forwards TLS failures (handshake timeout, plain HTTP on the TLS port, bad records)
+    // here too; before a completed handshake there is no HTTP to answer with, only a close.
+    const fromHttpParser =
+      error.code?.startsWith('HPE_') === true || error.code?.startsWith('ERR_HTTP_') === true;
+    if (!fromHttpParser) {
+      this.log.debug({ code: error.code }, 'connection failed before HTTP');
+      socket.destroy();
+      return;
+    }
+    const answer = clientErrorFor(error);
+    this.log.debug({ code: error.code, status: answer.statusCode }, 'client error');
+    // Like node's own handler: never write into the middle of a response already on its way.
+    const inFlight = (socket as Duplex & { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
+    if (!socket.writable || inFlight?._headerSent === true) {
+      socket.destroy();
+      return;
+    }
+    answers ??= new RawAnswers(options.tls, this.log);
+    answers.onSocket(socket, answer);
+  };
 }
 
 function clientErrorFor(error: NodeJS.ErrnoException): DigestdError {

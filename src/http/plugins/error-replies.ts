@@ -10,12 +10,14 @@ import {
   DigestdError,
   InternalError,
   MessageNotFound,
+  Overloaded,
   PayloadTooLarge,
   RouteNotFound,
   UnsupportedMediaType,
   UriTooLong,
 } from '../../errors.js';
 import { ACCEPTED_BODY_TYPES, JSON_MEDIA_TYPE } from '../body.js';
+import { recordAnswer } from './access-log.js';
 import { securityHeaders } from './response-headers.js';
 
 /** Options of the error replies. */
@@ -29,9 +31,14 @@ export interface ErrorRepliesOptions {
  * handler of the whole app. A 5xx is logged with its cause; a 4xx is an answer, not a fault.
  */
 const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, done) => {
+  const warnOverloaded = atMostEvery(OVERLOADED_LOG_INTERVAL_MS);
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const mapped = toDigestdError(error, options.maxMessageBytes);
-    if (mapped.statusCode >= 500) request.log.error({ err: error }, 'request failed');
+    // Shedding load is the server working as meant, on every request while it lasts: a warning
+    // now and then, without a stack, says so without flooding the log.
+    if (mapped instanceof Overloaded) {
+      warnOverloaded((suppressed) => request.log.warn({ code: mapped.code, suppressed }, mapped.message));
+    } else if (mapped.statusCode >= 500) request.log.error({ err: error }, 'request failed');
     return sendError(reply, mapped);
   });
   app.setNotFoundHandler((request, reply) =>
@@ -39,6 +46,25 @@ const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, 
   );
   done();
 };
+
+/** Shortest time between two OVERLOADED warnings; the next one says how many were left out. */
+const OVERLOADED_LOG_INTERVAL_MS = 10_000;
+
+/** Runs `log` at most once per interval, passing how many calls it skipped since the last run. */
+function atMostEvery(intervalMs: number): (log: (suppressed: number) => void) => void {
+  let lastAt = -Infinity;
+  let suppressed = 0;
+  return (log) => {
+    const now = performance.now();
+    if (now - lastAt < intervalMs) {
+      suppressed += 1;
+      return;
+    }
+    lastAt = now;
+    log(suppressed);
+    suppressed = 0;
+  };
+}
 
 /** Not encapsulated: the handlers are the app's own, for every route. */
 export default fastifyPlugin(errorReplies, { name: 'digestd-error-replies', fastify: '5.x' });
@@ -53,13 +79,25 @@ export interface FrameworkErrorOptions extends ErrorRepliesOptions {
 
 /**
  * Fastify's frameworkErrors option: a URL the router cannot take apart. These answers come before
- * any route, so no hook runs for them, and the security headers are set here.
+ * any route, so no hook runs for them: the security headers are set here, and the access line and
+ * count are written once the answer is sent.
  */
 export function answerFrameworkErrors(
   options: FrameworkErrorOptions,
 ): NonNullable<FastifyServerOptions['frameworkErrors']> {
   const headers = securityHeaders(options);
   return (error, request, reply) => {
+    reply.raw.once('finish', () =>
+      recordAnswer(request.log, {
+        method: request.method,
+        url: request.url,
+        route: 'unmatched',
+        status: reply.statusCode,
+        bytes: Number(reply.getHeader('content-length') ?? 0),
+        ms: reply.elapsedTime,
+        remote: request.ip,
+      }),
+    );
     void sendError(reply.headers(headers), frameworkErrorFor(error, request, options));
   };
 }

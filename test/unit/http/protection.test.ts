@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildTestApp, type TestApp } from '../../helpers/app.js';
 import { sha256Hex } from '../../harness/sha256.js';
+import { createLogger } from '../../../src/log/logger.js';
 
 const json = { 'content-type': 'application/json' };
 
@@ -190,6 +191,40 @@ describe('backpressure', () => {
       });
       assert.equal((await testApp.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
       assert.equal((await testApp.app.inject({ method: 'GET', url: '/metrics' })).statusCode, 200);
+    } finally {
+      await testApp.close();
+    }
+  });
+
+  it('logs shed requests at warn without a stack, once per interval, and no client error with a stack', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const testApp = await buildTestApp({
+      logger: createLogger({
+        level: 'info',
+        destination: {
+          write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+        },
+      }),
+      pressure: { maxEventLoopDelayMs: 0, maxHeapUsedBytes: 1, maxRssBytes: 0 },
+    });
+    try {
+      const missing = { method: 'GET' as const, url: `/messages/${'0'.repeat(64)}` };
+      for (let waited = 0; waited < 100; waited++) {
+        if ((await testApp.app.inject(missing)).statusCode === 503) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      for (let index = 0; index < 50; index++)
+        assert.equal((await testApp.app.inject(missing)).statusCode, 503);
+      const shed = lines.filter((line) => line.code === 'OVERLOADED');
+      assert.equal(shed.length, 1, 'one line for 51 shed requests within the interval');
+      assert.equal(shed[0]?.level, 'warn');
+      assert.equal(shed[0]?.err, undefined, 'no error object, so no stack');
+      assert.ok(
+        !lines.some((line) => line.level === 'error'),
+        JSON.stringify(lines.find((line) => line.level === 'error')),
+      );
+      assert.ok(!JSON.stringify(lines).includes('"stack"'));
+      assert.equal(lines.filter((line) => line.msg === 'request' && line.status === 503).length >= 51, true);
     } finally {
       await testApp.close();
     }
