@@ -1,7 +1,8 @@
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { InvalidConfig } from './errors.js';
-import { parseStoreUrl } from './store/open.js';
+import { parseStoreUrl } from './store/url.js';
 
 /**
  * The one settings schema. Each setting has a type, a default, an environment variable and a flag,
@@ -432,10 +433,10 @@ function parseValue(
       return text === '' ? { problem: 'must not be empty' } : { value: text };
     case 'store':
       try {
-        parseStoreUrl(text, '');
+        parseStoreUrl(text);
         return { value: text };
       } catch (error) {
-        return { problem: (error as InvalidConfig).problems.join('; ').replace(/^: /, '') };
+        return { problem: (error as InvalidConfig).problems.join('; ') };
       }
     case 'level':
       return (LOG_LEVELS as readonly string[]).includes(text)
@@ -602,4 +603,27 @@ export function settingsHelp(command: Command = 'serve'): string {
   });
   const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
   return rows.map(([flag, help]) => `  ${flag.padEnd(width)}${help}`).join('\n');
+}
+
+/**
+ * The write tokens of a configuration: --write-token, then the lines of --write-token-file (blank
+ * lines and lines starting with # skipped). Throws InvalidConfig when that file cannot be read or
+ * holds no token.
+ */
+export async function writeTokensOf(config: Config): Promise<string[]> {
+  const tokens = [...(config.writeToken ?? [])];
+  const path = config.writeTokenFile;
+  if (path === undefined) return tokens;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new InvalidConfig([`--write-token-file: cannot read ${path}: ${(error as Error).message}`]);
+  }
+  const fromFile = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  if (fromFile.length === 0) throw new InvalidConfig([`--write-token-file: ${path} holds no token`]);
+  return [...tokens, ...fromFile];
 }

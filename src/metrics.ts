@@ -1,12 +1,10 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
-import type { Digest } from './digest.js';
-import { InsufficientStorage, StoreUnavailable } from './errors.js';
-import type { MessageStore } from './store/types.js';
 
 /**
- * The Prometheus metrics of digestd (prom-client). Any module may import `metrics` and count:
- * the HTTP layer counts requests, the store wrapper times operations, a cache layer counts
- * `metrics.cacheHits` / `metrics.cacheMisses`, the supervisor counts `supervisorMetrics.workerRestarts`.
+ * The Prometheus metrics of digestd (prom-client): definitions and registries only, so that any
+ * module may count without this one knowing it. The composition root (src/server.ts) hands the
+ * store's instruments to the instrumented store and the cache; the HTTP layer counts requests,
+ * the supervisor counts `supervisorMetrics.workerRestarts`.
  *
  * Two registries, so that cluster aggregation adds up:
  * - `workerRegistry` (prom-client's global one): per serving process; in a cluster, each worker
@@ -124,105 +122,4 @@ export function countRequest(method: string, route: string, status: number, seco
     requestDurations.set(key, duration);
   }
   duration.observe(seconds);
-}
-
-type StoreTimer = ReturnType<Histogram['labels']>;
-
-/** Observes how long a store operation took, in `ok` or `error`, and passes its outcome on. */
-async function timed<T>(timers: { ok: StoreTimer; error: StoreTimer }, run: () => Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    const result = await run();
-    timers.ok.observe((performance.now() - started) / 1000);
-    return result;
-  } catch (error) {
-    timers.error.observe((performance.now() - started) / 1000);
-    throw error;
-  }
-}
-
-/**
- * A store whose operations' latencies land in `digestd_store_operation_duration_seconds`. A plain
- * class rather than a Proxy: no trap on every property read of the hot path, and implementing
- * the contract makes TypeScript name any method added to it later. Methods are looked up on the
- * store at each call, so one replaced later (a test's spy) is still the one timed.
- */
-class TimedStore implements MessageStore {
-  readonly kind: string;
-  readonly #store: MessageStore;
-  readonly #timers: Record<'get' | 'has' | 'put' | 'putMany' | 'ping', { ok: StoreTimer; error: StoreTimer }>;
-
-  constructor(store: MessageStore) {
-    this.kind = store.kind;
-    this.#store = store;
-    const timers = (operation: string) => ({
-      ok: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'ok' }),
-      error: metrics.storeOperationDuration.labels({ store: store.kind, operation, outcome: 'error' }),
-    });
-    this.#timers = {
-      get: timers('get'),
-      has: timers('has'),
-      put: timers('put'),
-      putMany: timers('putMany'),
-      ping: timers('ping'),
-    };
-  }
-
-  get(digest: Digest): Promise<string | undefined> {
-    return timed(this.#timers.get, () => this.#store.get(digest));
-  }
-
-  has(digest: Digest): Promise<boolean> {
-    return timed(this.#timers.has, () => this.#store.has(digest));
-  }
-
-  put(digest: Digest, message: string): Promise<void> {
-    return this.#countFailure(timed(this.#timers.put, () => this.#store.put(digest, message)));
-  }
-
-  putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
-    return this.#countFailure(timed(this.#timers.putMany, () => this.#store.putMany(entries)));
-  }
-
-  /** Counts a failed write in `digestd_store_write_failures_total` by its reason, and passes it on. */
-  async #countFailure(write: Promise<void>): Promise<void> {
-    try {
-      await write;
-    } catch (error) {
-      metrics.storeWriteFailures.inc({ store: this.kind, reason: writeFailureReason(error) });
-      throw error;
-    }
-  }
-
-  ping(): Promise<void> {
-    return timed(this.#timers.ping, () => this.#store.ping());
-  }
-
-  ready(): Promise<void> {
-    return this.#store.ready();
-  }
-
-  entries(): AsyncIterable<readonly [Digest, string]> {
-    return this.#store.entries();
-  }
-
-  count(): Promise<number | undefined> {
-    return this.#store.count();
-  }
-
-  close(): Promise<void> {
-    return this.#store.close();
-  }
-}
-
-/** The `reason` label of a failed write. */
-function writeFailureReason(error: unknown): string {
-  if (error instanceof InsufficientStorage) return 'insufficient_storage';
-  if (error instanceof StoreUnavailable) return error.reason;
-  return 'unavailable';
-}
-
-/** Wraps a store so that each operation's latency lands in `digestd_store_operation_duration_seconds`. */
-export function instrumentStore(store: MessageStore): MessageStore {
-  return new TimedStore(store);
 }

@@ -15,9 +15,13 @@ const BATCH = 500;
 export async function migrate(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv, undefined, 'migrate');
   // The cache would only hold what we are about to forget.
-  const settings = { ...config, cacheBytes: 0 };
-  const source = await openStore(config.from!, settings);
-  const target = await openStore(config.to!, settings);
+  const settings = {
+    timeoutMs: config.storeTimeout,
+    cacheBytes: 0,
+    redisWaitReplicas: config.redisWaitReplicas,
+  };
+  const source = await openStore({ ...settings, url: config.from! });
+  const target = await openStore({ ...settings, url: config.to! });
   try {
     await source.ready();
     await target.ready();

@@ -1,14 +1,14 @@
 import cluster from 'node:cluster';
-import { loadConfig, redactConfig } from '../config.js';
-import { httpSettingsFromConfig } from '../http/options.js';
+import { loadConfig, redactConfig, writeTokensOf } from '../config.js';
 import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
 import { LISTEN_FILE, removeListenFile, writeListenFile } from '../process/listen-file.js';
 import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
-import { servePrimaryMetrics, startMetricsListener, type MetricsListener } from '../process/metrics.js';
+import { servePrimaryMetrics } from '../process/metrics.js';
 import { CertificateKeeper } from '../process/certificates.js';
 import { Supervisor } from '../process/supervisor.js';
 import { runClusterWorker } from '../process/worker.js';
+import { startMetricsListener, type MetricsListener } from '../server.js';
 
 /**
  * `digestd serve [options]`: this process is the primary. It loads the configuration, makes the
@@ -22,7 +22,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   }
   const config = loadConfig(argv);
   // Settings that need files read are checked here, so a mistake exits 2 instead of crash-looping.
-  await httpSettingsFromConfig(config);
+  await writeTokensOf(config);
   const sink = new LogSink({
     file: config.logFile,
     maxSize: config.logMaxSize,

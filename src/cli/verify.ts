@@ -9,7 +9,12 @@ import { startProgress } from './progress.js';
  */
 export async function verify(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv, undefined, 'verify');
-  const store = await openStore(config.store, { ...config, cacheBytes: 0 });
+  const store = await openStore({
+    url: config.store,
+    timeoutMs: config.storeTimeout,
+    cacheBytes: 0,
+    redisWaitReplicas: config.redisWaitReplicas,
+  });
   try {
     await store.ready();
     const progress = startProgress({ label: 'verify', total: await store.count() });

@@ -2,12 +2,10 @@ import { randomUUID } from 'node:crypto';
 import accepts from '@fastify/accepts';
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Logger } from '../log/logger.js';
-import { collectProcessMetrics, instrumentStore, localMetricsText } from '../metrics.js';
 import type { MessageStore } from '../store/types.js';
 import bodyParsers from './body.js';
 import {
   answerClientErrors,
-  DEFAULT_CONNECTION_OPTIONS,
   rejectLongUrls,
   serverFactoryFor,
   type ConnectionOptions,
@@ -24,35 +22,43 @@ import { messageRoutes } from './routes/messages.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { pageRoutes } from './routes/page.js';
 
-/** What the HTTP layer needs; built by `digestd serve` (or a test). */
-export interface AppOptions {
-  store: MessageStore;
-  logger: Logger;
+/** The HTTP settings of the public listener. */
+export interface HttpOptions {
   /** Largest message accepted, in UTF-8 bytes. */
   maxMessageBytes: number;
-  /** TLS options passed to node:https; plain HTTP when absent. */
-  https?: { cert: string; key: string } | undefined;
-  /** Most items in one POST /messages/batch or /messages/lookup. @default 1000 */
-  batchMax?: number;
-  /** Bearer tokens accepted on writes (POST /messages, /messages/batch); none leaves writes open. */
-  writeTokens?: readonly string[];
-  /** Per-client rate limit (with an optional ioredis client to share counts); none by default. */
-  rateLimit?: RateLimitOptions | undefined;
-  /** Event-loop delay and memory limits past which requests answer 503; all off by default. */
-  pressure?: PressureLimits;
-  /**
-   * GET /metrics on this listener: how to produce its text, or false when metrics are served on a
-   * separate listener (--metrics-port). @default this process's own metrics
-   */
-  metrics?: { collect: () => Promise<string> } | false;
-  /** Proxies trusted to name the client in X-Forwarded-For (request.ip); none by default. */
-  trustProxy?: readonly string[] | undefined;
-  /** Timeouts and size limits for connections; DEFAULT_CONNECTION_OPTIONS when absent. */
-  connection?: ConnectionOptions | undefined;
+  /** Most items in one POST /messages/batch or /messages/lookup. */
+  batchMax: number;
+  /** Proxies trusted to name the client in X-Forwarded-For (request.ip); nobody when absent. */
+  trustProxy: readonly string[] | undefined;
 }
 
-/** Default of --batch-max. */
-export const DEFAULT_BATCH_MAX = 1000;
+/** What protects the public listener: write tokens, a per-client rate limit and load shedding. */
+export interface ProtectionOptions extends PressureLimits {
+  /** Bearer tokens accepted on writes (POST /messages, /messages/batch); none leaves writes open. */
+  writeTokens: readonly string[];
+  /** Per-client rate limit (with an optional ioredis client to share counts); none when absent. */
+  rateLimit: RateLimitOptions | undefined;
+}
+
+/** What the HTTP layer needs; built by the composition root (src/server.ts). */
+export interface AppOptions {
+  /** The store the routes use, already instrumented. */
+  store: MessageStore;
+  logger: Logger;
+  /** TLS options passed to node:https; plain HTTP when absent. */
+  https: { cert: string; key: string } | undefined;
+  http: HttpOptions;
+  /** Timeouts and size limits for connections. */
+  connection: ConnectionOptions;
+  protection: ProtectionOptions;
+  /** How long /readyz waits for the store, in ms. */
+  storeTimeoutMs: number;
+  /**
+   * GET /metrics on this listener: how to produce its text, or false when metrics are served on a
+   * separate listener.
+   */
+  metrics: { collect: () => Promise<string> } | false;
+}
 
 /** Room for the JSON framing and escapes around a message of the maximum size. */
 export function bodyLimitFor(maxMessageBytes: number): number {
@@ -64,7 +70,7 @@ export function bodyLimitFor(maxMessageBytes: number): number {
  * their hooks must run. It never listens; the caller does.
  */
 export function buildApp(options: AppOptions): FastifyInstance {
-  const connection = options.connection ?? DEFAULT_CONNECTION_OPTIONS;
+  const { connection, http, protection } = options;
   const tls = options.https !== undefined;
   const serverOptions: FastifyServerOptions = {
     loggerInstance: options.logger,
@@ -72,15 +78,15 @@ export function buildApp(options: AppOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     // Only the listed proxies may say who the client is (X-Forwarded-For); nobody by default.
-    ...(options.trustProxy && options.trustProxy.length > 0 && { trustProxy: [...options.trustProxy] }),
+    ...(http.trustProxy && http.trustProxy.length > 0 && { trustProxy: [...http.trustProxy] }),
     requestIdHeader: false,
-    bodyLimit: bodyLimitFor(options.maxMessageBytes),
+    bodyLimit: bodyLimitFor(http.maxMessageBytes),
     return503OnClosing: true,
     clientErrorHandler: answerClientErrors({ tls }),
     // Long URLs answer 414 in one place (rejectLongUrls below); a long digest is just not found.
     routerOptions: { maxParamLength: connection.maxUrlBytes },
     frameworkErrors: answerFrameworkErrors({
-      maxMessageBytes: options.maxMessageBytes,
+      maxMessageBytes: http.maxMessageBytes,
       maxUrlBytes: connection.maxUrlBytes,
       tls,
     }),
@@ -96,27 +102,21 @@ export function buildApp(options: AppOptions): FastifyInstance {
   // Bodies are checked by hand in the handlers, without coercion and with precise errors; the
   // route schemas describe the API (OpenAPI, response serialization) but never validate or coerce.
   app.setValidatorCompiler(() => () => true);
-  collectProcessMetrics();
-  app.decorate('store', instrumentStore(options.store));
+  app.decorate('store', options.store);
 
   void app.register(bodyParsers);
   void app.register(accepts);
   void app.register(responseHeaders, { tls });
   void app.register(accessLog);
-  void app.register(errorReplies, { maxMessageBytes: options.maxMessageBytes });
-  if (options.pressure) void app.register(pressure, options.pressure);
-  void app.register(writeTokens, { tokens: options.writeTokens ?? [] });
-  if (options.rateLimit) void app.register(rateLimit, options.rateLimit);
+  void app.register(errorReplies, { maxMessageBytes: http.maxMessageBytes });
+  void app.register(pressure, protection);
+  void app.register(writeTokens, { tokens: protection.writeTokens });
+  if (protection.rateLimit) void app.register(rateLimit, protection.rateLimit);
   void app.register(docs);
 
-  void app.register(messageRoutes, {
-    maxMessageBytes: options.maxMessageBytes,
-    batchMax: options.batchMax ?? DEFAULT_BATCH_MAX,
-  });
-  void app.register(healthRoutes);
-  if (options.metrics !== false) {
-    void app.register(metricsRoutes, { collect: options.metrics?.collect ?? localMetricsText });
-  }
+  void app.register(messageRoutes, { maxMessageBytes: http.maxMessageBytes, batchMax: http.batchMax });
+  void app.register(healthRoutes, { storeTimeoutMs: options.storeTimeoutMs });
+  if (options.metrics !== false) void app.register(metricsRoutes, { collect: options.metrics.collect });
   void app.register(pageRoutes);
   return app;
 }

@@ -9,7 +9,6 @@ import {
 import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerFactory, onRequestHookHandler } from 'fastify';
-import type { Config } from '../config.js';
 import {
   BadRequest,
   ExpectationFailed,
@@ -27,40 +26,18 @@ import { securityHeaders } from './plugins/response-headers.js';
 
 /** Limits that protect the server from slow, idle and oversized clients. */
 export interface ConnectionOptions {
-  /** Time for the TLS handshake, and again for the request line and headers, in ms. @default 10000 */
+  /** Time for the TLS handshake, and again for the request line and headers, in ms. */
   headersTimeoutMs: number;
-  /** Time for a whole request, body included, in ms (at least headersTimeoutMs). @default 60000 */
+  /** Time for a whole request, body included, in ms (at least headersTimeoutMs). */
   requestTimeoutMs: number;
-  /** How long an idle keep-alive connection stays open, in ms. @default 72000 */
+  /** How long an idle keep-alive connection stays open, in ms. */
   keepAliveTimeoutMs: number;
-  /** Largest request line plus headers (node's maxHeaderSize); larger answers 431. @default 16384 */
+  /** Largest request line plus headers (node's maxHeaderSize); larger answers 431. */
   maxHeaderBytes: number;
-  /** Longest request URL; longer answers 414. @default 8192 */
+  /** Longest request URL; longer answers 414. */
   maxUrlBytes: number;
-  /** Most open connections of this process; 0 means no limit. @default 10000 */
+  /** Most open connections of this process; 0 means no limit. */
   maxConnections: number;
-}
-
-/** The defaults of `digestd serve`, for callers that build an app without a Config (tests). */
-export const DEFAULT_CONNECTION_OPTIONS: Readonly<ConnectionOptions> = Object.freeze({
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 60_000,
-  keepAliveTimeoutMs: 72_000,
-  maxHeaderBytes: 16 * 1024,
-  maxUrlBytes: 8 * 1024,
-  maxConnections: 10_000,
-});
-
-/** The connection settings of a configuration. */
-export function connectionOptionsFrom(config: Config): ConnectionOptions {
-  return {
-    headersTimeoutMs: config.headersTimeout,
-    requestTimeoutMs: config.requestTimeout,
-    keepAliveTimeoutMs: config.keepAliveTimeout,
-    maxHeaderBytes: config.maxHeaderBytes,
-    maxUrlBytes: config.maxUrlBytes,
-    maxConnections: config.maxConnections,
-  };
 }
 
 /**

@@ -2,8 +2,6 @@ import cluster, { type Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { AggregatorRegistry } from 'prom-client';
 import { MetricsUnavailable } from '../errors.js';
-import { buildMetricsApp } from '../http/app.js';
-import { addressUrl, listen } from '../http/listen.js';
 import type { Logger } from '../log/logger.js';
 import { localMetricsText, supervisorRegistry, workerRegistry } from '../metrics.js';
 
@@ -21,7 +19,8 @@ import { localMetricsText, supervisorRegistry, workerRegistry } from '../metrics
  *
  * Wiring (supervisor):
  *   primary: `const primaryMetrics = servePrimaryMetrics({ logger })` before forking;
- *            with --metrics-port, `startMetricsListener({ ..., collect: primaryMetrics.collect })`.
+ *            with --metrics-port, `startMetricsListener({ ..., collect: primaryMetrics.collect })`
+ *            (src/server.ts).
  *   workers: `answerMetricsCollection()` at start (runWorker does it), and the public /metrics
  *            route uses `metricsText()`, which asks the primary when running as a cluster worker.
  */
@@ -205,33 +204,4 @@ function sendIfConnected(worker: Worker, message: MetricsMessage): boolean {
   } catch {
     return false;
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The separate listener (--metrics-port)
-
-/** A running --metrics-port listener. */
-export interface MetricsListener {
-  address: string;
-  close(): Promise<void>;
-}
-
-/** Options of startMetricsListener. */
-export interface MetricsListenerOptions {
-  host: string;
-  port: number;
-  logger: Logger;
-  /** Produces the Prometheus text. @default metricsText */
-  collect?: () => Promise<string>;
-}
-
-/**
- * Serves GET /metrics over plain HTTP on its own address (meant for localhost or a private
- * network; the public listener then has no /metrics). Resolves with the bound address.
- */
-export async function startMetricsListener(options: MetricsListenerOptions): Promise<MetricsListener> {
-  const app = buildMetricsApp({ logger: options.logger, collect: options.collect ?? (() => metricsText()) });
-  const address = addressUrl(await listen(app, { host: options.host, port: options.port }), false);
-  options.logger.info(`metrics at ${address}`);
-  return { address, close: () => app.close() };
 }

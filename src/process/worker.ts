@@ -1,12 +1,10 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../http/app.js';
-import { connectionOptionsFrom, secureContextOptions } from '../http/connection.js';
+import { secureContextOptions } from '../http/connection.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { openSharedRedis, openStore } from '../store/open.js';
 import { addressUrl, listen } from '../http/listen.js';
-import { httpSettingsFromConfig } from '../http/options.js';
+import { createServer } from '../server.js';
 import { answerMetricsCollection, metricsText } from './metrics.js';
 import { isMessage, type PrimaryMessage, type StartMessage, type WorkerMessage } from './protocol.js';
 import { exitAfter, onShutdownSignal, type ShutdownTrigger } from './shutdown.js';
@@ -62,28 +60,12 @@ export function runClusterWorker(): void {
     const workerLogger = logger;
     setInterval(() => reportDrops(workerLogger), 10_000).unref();
     try {
-      const store = await openStore(config.store, config);
-      await store.ready();
       answerMetricsCollection();
-      const settings = await httpSettingsFromConfig(config);
-      // With a Redis store, every node counts a client's requests in that Redis.
-      const sharedRedis = settings.rateLimit
-        ? await openSharedRedis(config.store, config.storeTimeout)
-        : undefined;
-      app = buildApp({
-        store,
+      ({ app } = await createServer(config, {
         logger,
-        ...settings,
-        rateLimit: settings.rateLimit && { ...settings.rateLimit, redis: sharedRedis },
         https: message.tls,
-        connection: connectionOptionsFrom(config),
-        // With --metrics-port, /metrics lives on the primary's own listener instead.
-        metrics: config.metricsPort === undefined ? { collect: () => metricsText() } : false,
-      });
-      app.addHook('onClose', async () => {
-        sharedRedis?.disconnect();
-        await store.close();
-      });
+        collectMetrics: () => metricsText(),
+      }));
       const serving = app;
       shutdown = onShutdownSignal(logger, {
         stop: () => closeWithin(serving, workerLogger, config.shutdownTimeout * 1000),

@@ -1,13 +1,22 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../digest.js';
-import { metrics } from '../metrics.js';
 import type { MessageStore } from './types.js';
+
+/** Counts of reads the cache answered and passed on; the composition root passes digestd's metrics. */
+export interface CacheCounters {
+  hits: { inc(): void };
+  misses: { inc(): void };
+}
 
 /** Options of the in-process message cache. */
 export interface CachedStoreOptions {
-  /** Most bytes of messages (UTF-8) kept, plus a fixed overhead per entry. @default 64 MiB */
-  maxBytes?: number;
+  /** Most bytes of messages (UTF-8) kept, plus a fixed overhead per entry. */
+  maxBytes: number;
+  /** Where hits and misses are counted; not counted when absent. */
+  counters?: CacheCounters | undefined;
 }
+
+const UNCOUNTED = { inc() {} };
 
 /** Rough per-entry cost beyond the message: the key, the LRU's node and bookkeeping. */
 const ENTRY_OVERHEAD_BYTES = 96;
@@ -21,11 +30,15 @@ const ENTRY_OVERHEAD_BYTES = 96;
 export class CachedStore implements MessageStore {
   readonly #store: MessageStore;
   readonly #cache: LRUCache<string, string>;
+  readonly #hits: CacheCounters['hits'];
+  readonly #misses: CacheCounters['misses'];
 
-  constructor(store: MessageStore, options: CachedStoreOptions = {}) {
+  constructor(store: MessageStore, options: CachedStoreOptions) {
     this.#store = store;
+    this.#hits = options.counters?.hits ?? UNCOUNTED;
+    this.#misses = options.counters?.misses ?? UNCOUNTED;
     this.#cache = new LRUCache<string, string>({
-      maxSize: Math.max(1, options.maxBytes ?? 64 * 1024 * 1024),
+      maxSize: Math.max(1, options.maxBytes),
       sizeCalculation: (message) => Buffer.byteLength(message, 'utf8') + ENTRY_OVERHEAD_BYTES,
     });
   }
@@ -57,10 +70,10 @@ export class CachedStore implements MessageStore {
     const key = cacheKey(digest);
     const cached = this.#cache.get(key);
     if (cached !== undefined) {
-      metrics.cacheHits.inc();
+      this.#hits.inc();
       return cached;
     }
-    metrics.cacheMisses.inc();
+    this.#misses.inc();
     const message = await this.#store.get(digest);
     if (message !== undefined) this.#cache.set(key, message);
     return message;

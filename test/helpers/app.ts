@@ -3,47 +3,70 @@ import { after, before } from 'node:test';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildApp, type AppOptions } from '../../src/http/app.js';
-import { createLogger } from '../../src/log/logger.js';
-import { LmdbStore } from '../../src/store/lmdb.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger, type Logger } from '../../src/log/logger.js';
+import { createServer } from '../../src/server.js';
 import type { MessageStore } from '../../src/store/types.js';
 
 /** A Fastify app over a fresh LMDB store in a temporary directory, for inject() tests. */
 export interface TestApp {
   app: FastifyInstance;
+  /** The store as opened (closing it makes the app's store fail). */
   store: MessageStore;
+  /** The LMDB directory. */
+  directory: string;
   close(): Promise<void>;
 }
 
-export async function buildTestApp(overrides: Partial<AppOptions> = {}): Promise<TestApp> {
+/** What a test app may be given besides `digestd serve` flags. */
+export interface TestAppOptions {
+  /** @default a silent logger */
+  logger?: Logger;
+}
+
+/**
+ * Builds the server `digestd serve` builds in each worker (src/server.ts), from these `serve`
+ * flags and no environment, over LMDB in a temporary directory and without TLS. Load shedding is
+ * off unless the flags turn it on, so that a busy test machine does not answer 503.
+ */
+export async function buildTestApp(
+  flags: readonly string[] = [],
+  options: TestAppOptions = {},
+): Promise<TestApp> {
   const directory = await mkdtemp(path.join(tmpdir(), 'digestd-app-'));
-  const store = overrides.store ?? (await LmdbStore.open({ path: directory }));
-  const app = buildApp({
-    store,
-    logger: createLogger({ level: 'silent' }),
-    maxMessageBytes: 1024 * 1024,
-    ...overrides,
-  });
-  await app.ready();
-  return {
-    app,
-    store,
-    async close() {
-      await app.close();
-      await store.close();
-      await rm(directory, { recursive: true, force: true });
-    },
-  };
+  try {
+    const config = loadConfig(
+      ['--store', `lmdb:${directory}`, '--max-event-loop-delay-ms', '0', ...flags],
+      {},
+    );
+    const { app, store } = await createServer(config, {
+      logger: options.logger ?? createLogger({ level: 'silent' }),
+      https: undefined,
+    });
+    await app.ready();
+    return {
+      app,
+      store,
+      directory,
+      async close() {
+        await app.close();
+        await rm(directory, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await rm(directory, { recursive: true, force: true });
+    throw error;
+  }
 }
 
 /**
  * The test app of one test file: built before its tests and closed after them (so it offers no
  * close of its own). Read `app` and `store` inside the tests (they exist once `before` has run).
  */
-export function useTestApp(overrides: Partial<AppOptions> = {}): Omit<TestApp, 'close'> {
+export function useTestApp(flags: readonly string[] = []): Omit<TestApp, 'close'> {
   let built: TestApp | undefined;
   before(async () => {
-    built = await buildTestApp(overrides);
+    built = await buildTestApp(flags);
   });
   after(() => built?.close());
   const current = () => {
@@ -56,6 +79,9 @@ export function useTestApp(overrides: Partial<AppOptions> = {}): Omit<TestApp, '
     },
     get store() {
       return current().store;
+    },
+    get directory() {
+      return current().directory;
     },
   };
 }

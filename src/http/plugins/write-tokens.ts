@@ -1,9 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { FastifyPluginCallback, onRequestHookHandler } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { digestOf } from '../../digest.js';
-import { InvalidConfig, Unauthorized } from '../../errors.js';
+import { Unauthorized } from '../../errors.js';
 
 /** Options of the write tokens. */
 export interface WriteTokensOptions {
@@ -46,25 +45,6 @@ const writeTokens: FastifyPluginCallback<WriteTokensOptions> = (app, options, do
  * Registered before the rate limit too, so that a refused write is not counted against the client.
  */
 export default fastifyPlugin(writeTokens, { name: 'digestd-write-tokens', fastify: '5.x' });
-
-/**
- * Reads the write tokens of `--write-token-file`: one a line; blank lines and lines starting
- * with # are skipped. A missing or empty file is a configuration error.
- */
-export async function readWriteTokenFile(path: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new InvalidConfig([`--write-token-file: cannot read ${path}: ${(error as Error).message}`]);
-  }
-  const tokens = text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#'));
-  if (tokens.length === 0) throw new InvalidConfig([`--write-token-file: ${path} holds no token`]);
-  return tokens;
-}
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -1,18 +1,21 @@
 import type { FastifyPluginCallback } from 'fastify';
-import { asStoreUnavailable, DEFAULT_STORE_TIMEOUT_MS, withDeadline } from '../../store/deadline.js';
+import { asStoreUnavailable, withDeadline } from '../../store/deadline.js';
 import { allowOnly } from './method-not-allowed.js';
 
-/** How long /readyz waits for the store before calling it unavailable. */
-const READY_TIMEOUT_MS = DEFAULT_STORE_TIMEOUT_MS;
+/** Options of the health routes. */
+export interface HealthRoutesOptions {
+  /** How long /readyz waits for the store before calling it unavailable: any store operation's limit. */
+  storeTimeoutMs: number;
+}
 
 /** GET /healthz (the process answers) and GET /readyz (the store answers too). */
-export const healthRoutes: FastifyPluginCallback = (app, _options, done) => {
+export const healthRoutes: FastifyPluginCallback<HealthRoutesOptions> = (app, options, done) => {
   app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
     const { store } = app;
     try {
-      await withDeadline(store.ping(), READY_TIMEOUT_MS, store.kind);
+      await withDeadline(store.ping(), options.storeTimeoutMs, store.kind);
       return await reply.send({ status: 'ready', store: store.kind });
     } catch (error) {
       const unavailable = asStoreUnavailable(error, store.kind);

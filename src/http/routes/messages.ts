@@ -2,7 +2,6 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import { digestOf, formatDigest, parseDigest } from '../../digest.js';
 import { MessageNotFound } from '../../errors.js';
 import { getVerified } from '../../integrity.js';
-import { metrics } from '../../metrics.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
 import { digestsFromBody, messageFromBody, messagesFromBody } from './messages.body.js';
@@ -27,7 +26,6 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
     const message = messageFromBody(request.body, options.maxMessageBytes);
     const digest = digestOf(message);
     await store.put(digest, message);
-    metrics.messagesStored.inc();
     const hex = formatDigest(digest);
     return reply.code(201).header('location', `/messages/${hex}`).send({ digest: hex });
   });
@@ -60,7 +58,6 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
         (message) => [digestOf(message), message] as const,
       );
       await store.putMany(entries);
-      metrics.messagesStored.inc(entries.length);
       return reply.code(201).send({ digests: entries.map(([digest]) => formatDigest(digest)) });
     },
   );

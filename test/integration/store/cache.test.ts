@@ -2,10 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { digestOf } from '../../../src/digest.js';
 import { StoreUnavailable } from '../../../src/errors.js';
-import { workerRegistry } from '../../../src/metrics.js';
+import { metrics, workerRegistry } from '../../../src/metrics.js';
 import { CachedStore } from '../../../src/store/cache.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
 import { postgresForTest, TEST_POSTGRES_URL } from '../../helpers/services.js';
+
+/** The cache as digestd builds it: 64 MiB, counting into its metrics. */
+const SERVED = {
+  maxBytes: 64 * 1024 * 1024,
+  counters: { hits: metrics.cacheHits, misses: metrics.cacheMisses },
+};
 
 const { skip, table, proxy, urlThroughProxy } = await postgresForTest(
   'digestd_cache',
@@ -16,6 +22,7 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
   it('answers a cached message without the network, and only that', async () => {
     const cached = new CachedStore(
       createPostgresStore({ connectionString: urlThroughProxy, table, timeoutMs: 500 }),
+      SERVED,
     );
     try {
       const seen = `cached ${Math.random()}`;
@@ -36,8 +43,14 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
   });
 
   it('never caches absence: a message written through another node is visible at once', async () => {
-    const nodeA = new CachedStore(createPostgresStore({ connectionString: TEST_POSTGRES_URL, table }));
-    const nodeB = new CachedStore(createPostgresStore({ connectionString: TEST_POSTGRES_URL, table }));
+    const nodeA = new CachedStore(
+      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table }),
+      SERVED,
+    );
+    const nodeB = new CachedStore(
+      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table }),
+      SERVED,
+    );
     try {
       const message = `later ${Math.random()}`;
       assert.equal(await nodeB.get(digestOf(message)), undefined);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { digestOf } from '../../../src/digest.js';
-import { parseStoreUrl } from '../../../src/store/open.js';
+import { parseStoreUrl } from '../../../src/store/url.js';
 import { createRedisStore } from '../../../src/store/redis.js';
 import { startRedisCluster, type RedisCluster } from '../../helpers/redis-cluster.js';
 import { redisBinariesAvailable, serviceSkip } from '../../helpers/services.js';

@@ -1,26 +1,21 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { open as openLmdb, type RootDatabase } from 'lmdb';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../../src/http/app.js';
 import { createLogger } from '../../../src/log/logger.js';
-import { LmdbStore } from '../../../src/store/lmdb.js';
+import type { MessageStore } from '../../../src/store/types.js';
 import { sha256Hex } from '../../harness/sha256.js';
+import { buildTestApp, type TestApp } from '../../helpers/app.js';
 
-let directory: string;
-let store: LmdbStore;
+let testApp: TestApp;
+let store: MessageStore;
 let app: FastifyInstance;
 /** A second handle on the same LMDB environment, writing behind the store's back. */
 let raw: RootDatabase<string, Buffer>;
 const logLines: Record<string, unknown>[] = [];
 
 before(async () => {
-  directory = await mkdtemp(path.join(tmpdir(), 'digestd-integrity-'));
-  store = await LmdbStore.open({ path: directory });
   const destination = new Writable({
     write(chunk: Buffer, _encoding, done) {
       for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
@@ -29,14 +24,12 @@ before(async () => {
       done();
     },
   });
-  app = buildApp({
-    store,
+  testApp = await buildTestApp(['--max-message-bytes', '1024'], {
     logger: createLogger({ level: 'info', destination }),
-    maxMessageBytes: 1024,
   });
-  await app.ready();
+  ({ app, store } = testApp);
   raw = openLmdb<string, Buffer>({
-    path: directory,
+    path: testApp.directory,
     encoding: 'string',
     keyEncoding: 'binary',
     compression: false,
@@ -44,10 +37,8 @@ before(async () => {
 });
 
 after(async () => {
-  await app.close();
   await raw.close();
-  await store.close();
-  await rm(directory, { recursive: true, force: true });
+  await testApp.close();
 });
 
 async function corruptCount(): Promise<number> {

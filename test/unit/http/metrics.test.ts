@@ -125,7 +125,7 @@ describe('GET /metrics', () => {
   });
 
   it('is absent from the public listener when served elsewhere', async () => {
-    const separate = await buildTestApp({ metrics: false });
+    const separate = await buildTestApp(['--metrics-port', '0']);
     try {
       const response = await separate.app.inject({ method: 'GET', url: '/metrics' });
       assert.equal(response.statusCode, 404);

@@ -14,7 +14,7 @@ import { sha256Hex } from '../../harness/sha256.js';
 const MAX_MESSAGE_BYTES = 4096;
 const RUNS = 300;
 
-const testApp = useTestApp({ maxMessageBytes: MAX_MESSAGE_BYTES });
+const testApp = useTestApp(['--max-message-bytes', String(MAX_MESSAGE_BYTES)]);
 
 function postJson(payload: string | Buffer, contentType = 'application/json') {
   return testApp.app.inject({

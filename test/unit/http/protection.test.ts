@@ -33,7 +33,12 @@ describe('write tokens', () => {
   let testApp: TestApp;
   let app: FastifyInstance;
   before(async () => {
-    testApp = await buildTestApp({ writeTokens: ['first-token-0123456789', 'second-token-abcdef'] });
+    testApp = await buildTestApp([
+      '--write-token',
+      'first-token-0123456789',
+      '--write-token',
+      'second-token-abcdef',
+    ]);
     app = testApp.app;
   });
   after(() => testApp.close());
@@ -97,7 +102,7 @@ describe('rate limit', () => {
   let testApp: TestApp;
   let app: FastifyInstance;
   before(async () => {
-    testApp = await buildTestApp({ rateLimit: { max: 3, windowMs: 60_000 } });
+    testApp = await buildTestApp(['--rate-limit', '3/min']);
     app = testApp.app;
   });
   after(() => testApp.close());
@@ -146,7 +151,7 @@ describe('rate limit', () => {
 
 describe('rate limit behind a trusted proxy', () => {
   it('counts the client named in X-Forwarded-For by a trusted proxy, and ignores it from anyone else', async () => {
-    const testApp = await buildTestApp({ rateLimit: { max: 2, windowMs: 60_000 }, trustProxy: ['10.9.9.9'] });
+    const testApp = await buildTestApp(['--rate-limit', '2/min', '--trust-proxy', '10.9.9.9']);
     try {
       const get = (remoteAddress: string, forwardedFor: string) =>
         testApp.app.inject({
@@ -174,9 +179,7 @@ describe('rate limit behind a trusted proxy', () => {
 describe('backpressure', () => {
   it('answers 503 OVERLOADED with Retry-After past the memory limit, keeping /healthz and /metrics open', async () => {
     // Any process uses more than 1 byte of heap: once under-pressure has sampled, requests are shed.
-    const testApp = await buildTestApp({
-      pressure: { maxEventLoopDelayMs: 0, maxHeapUsedBytes: 1, maxRssBytes: 0 },
-    });
+    const testApp = await buildTestApp(['--max-heap-used', '1']);
     try {
       let response = await testApp.app.inject({ method: 'GET', url: `/messages/${'0'.repeat(64)}` });
       for (let waited = 0; response.statusCode !== 503 && waited < 100; waited++) {
@@ -198,14 +201,13 @@ describe('backpressure', () => {
 
   it('logs shed requests at warn without a stack, once per interval, and no client error with a stack', async () => {
     const lines: Record<string, unknown>[] = [];
-    const testApp = await buildTestApp({
+    const testApp = await buildTestApp(['--max-heap-used', '1'], {
       logger: createLogger({
         level: 'info',
         destination: {
           write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
         },
       }),
-      pressure: { maxEventLoopDelayMs: 0, maxHeapUsedBytes: 1, maxRssBytes: 0 },
     });
     try {
       const missing = { method: 'GET' as const, url: `/messages/${'0'.repeat(64)}` };
@@ -231,13 +233,14 @@ describe('backpressure', () => {
   });
 
   it('serves normally under generous limits', async () => {
-    const testApp = await buildTestApp({
-      pressure: {
-        maxEventLoopDelayMs: 60_000,
-        maxHeapUsedBytes: 64 * 1024 ** 3,
-        maxRssBytes: 64 * 1024 ** 3,
-      },
-    });
+    const testApp = await buildTestApp([
+      '--max-event-loop-delay-ms',
+      '60000',
+      '--max-heap-used',
+      '64GiB',
+      '--max-rss',
+      '64GiB',
+    ]);
     try {
       await new Promise((resolve) => setTimeout(resolve, 1200));
       assert.equal((await testApp.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);

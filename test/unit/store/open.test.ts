@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidConfig } from '../../../src/errors.js';
-import { openStore, parseStoreUrl } from '../../../src/store/open.js';
+import { openStore } from '../../../src/store/open.js';
+import { parseStoreUrl } from '../../../src/store/url.js';
 import { loadConfig } from '../../../src/config.js';
 
 describe('store URLs', () => {
@@ -44,7 +45,12 @@ describe('store URLs', () => {
   });
 
   it('loads a backend library only when that backend is opened', async () => {
-    const store = await openStore('redis://127.0.0.1:1', { cacheBytes: 0 });
+    const store = await openStore({
+      url: 'redis://127.0.0.1:1',
+      timeoutMs: 2000,
+      cacheBytes: 0,
+      redisWaitReplicas: undefined,
+    });
     assert.equal(store.kind, 'redis');
     await store.close();
     const loaded = Object.keys(

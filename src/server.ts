@@ -1,0 +1,132 @@
+import type { FastifyInstance } from 'fastify';
+import { writeTokensOf, type Config } from './config.js';
+import { buildApp, buildMetricsApp } from './http/app.js';
+import { addressUrl, listen } from './http/listen.js';
+import type { Logger } from './log/logger.js';
+import { collectProcessMetrics, localMetricsText, metrics } from './metrics.js';
+import { instrumentStore } from './store/instrumented.js';
+import { openSharedRedis, openStore } from './store/open.js';
+import type { MessageStore } from './store/types.js';
+
+/**
+ * The one composition root: configuration -> store, its instrumentation, the app. A cluster
+ * worker, the benchmark's single process and the tests' app helper all build their server here,
+ * so what they serve is wired the same way.
+ */
+
+/** What a server needs besides its configuration: what differs between a worker, a benchmark and a test. */
+export interface ServerOptions {
+  logger: Logger;
+  /** Certificate and key for HTTPS; plain HTTP when absent. */
+  https: { cert: string; key: string } | undefined;
+  /**
+   * Produces the text of GET /metrics on the public listener (a cluster worker asks its primary
+   * for every worker's). Unused when metrics have a listener of their own. @default this process's metrics
+   */
+  collectMetrics?: () => Promise<string>;
+  /**
+   * A store already opened and ready, served instead of the configured one (the benchmark maps a
+   * smaller LMDB under valgrind). It is closed with the app all the same.
+   */
+  store?: MessageStore;
+}
+
+/** A server built from a configuration; it never listens, the caller does. */
+export interface Server {
+  app: FastifyInstance;
+  /** The store as opened, before instrumentation; closed when the app closes. */
+  store: MessageStore;
+}
+
+/**
+ * Opens the configured store and waits until it is ready, then builds the app over it, with each
+ * store operation timed and counted, and the shared rate-limit Redis when the store is Redis.
+ * Closing the app closes both. Throws InvalidConfig when --write-token-file cannot be read, and
+ * StoreUnavailable when the store cannot be reached.
+ */
+export async function createServer(config: Config, options: ServerOptions): Promise<Server> {
+  const writeTokens = await writeTokensOf(config);
+  const storeOptions = {
+    url: config.store,
+    timeoutMs: config.storeTimeout,
+    cacheBytes: config.cacheBytes,
+    redisWaitReplicas: config.redisWaitReplicas,
+  };
+  const store =
+    options.store ??
+    (await openStore(storeOptions, { hits: metrics.cacheHits, misses: metrics.cacheMisses }));
+  let sharedRedis: Awaited<ReturnType<typeof openSharedRedis>>;
+  try {
+    await store.ready();
+    // With a Redis store, every node counts a client's requests in that Redis.
+    sharedRedis = config.rateLimit ? await openSharedRedis(storeOptions) : undefined;
+  } catch (error) {
+    await store.close().catch(() => {});
+    throw error;
+  }
+  collectProcessMetrics();
+  const app = buildApp({
+    store: instrumentStore(store, {
+      operationDuration: metrics.storeOperationDuration,
+      messagesStored: metrics.messagesStored,
+      writeFailures: metrics.storeWriteFailures,
+    }),
+    logger: options.logger,
+    https: options.https,
+    http: {
+      maxMessageBytes: config.maxMessageBytes,
+      batchMax: config.batchMax,
+      trustProxy: config.trustProxy,
+    },
+    connection: {
+      headersTimeoutMs: config.headersTimeout,
+      requestTimeoutMs: config.requestTimeout,
+      keepAliveTimeoutMs: config.keepAliveTimeout,
+      maxHeaderBytes: config.maxHeaderBytes,
+      maxUrlBytes: config.maxUrlBytes,
+      maxConnections: config.maxConnections,
+    },
+    protection: {
+      writeTokens,
+      rateLimit: config.rateLimit && { ...config.rateLimit, redis: sharedRedis },
+      maxEventLoopDelayMs: config.maxEventLoopDelayMs,
+      maxHeapUsedBytes: config.maxHeapUsedBytes,
+      maxRssBytes: config.maxRssBytes,
+    },
+    storeTimeoutMs: config.storeTimeout,
+    // With a metrics port of its own, /metrics is served there instead.
+    metrics:
+      config.metricsPort === undefined ? { collect: options.collectMetrics ?? localMetricsText } : false,
+  });
+  app.addHook('onClose', async () => {
+    sharedRedis?.disconnect();
+    await store.close();
+  });
+  return { app, store };
+}
+
+/** A running metrics listener. */
+export interface MetricsListener {
+  address: string;
+  close(): Promise<void>;
+}
+
+/** Options of startMetricsListener. */
+export interface MetricsListenerOptions {
+  host: string;
+  port: number;
+  logger: Logger;
+  /** Produces the Prometheus text (in the primary: every worker's, aggregated). */
+  collect: () => Promise<string>;
+}
+
+/**
+ * Serves GET /metrics over plain HTTP on its own address (meant for localhost or a private
+ * network; the public listener then has no /metrics). Resolves with the bound address.
+ */
+export async function startMetricsListener(options: MetricsListenerOptions): Promise<MetricsListener> {
+  const app = buildMetricsApp({ logger: options.logger, collect: options.collect });
+  const address = addressUrl(await listen(app, { host: options.host, port: options.port }), false);
+  options.logger.info(`metrics at ${address}`);
+  return { address, close: () => app.close() };
+}
