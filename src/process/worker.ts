@@ -62,7 +62,7 @@ export function runClusterWorker(): void {
     const workerLogger = logger;
     setInterval(() => reportDrops(workerLogger), 10_000).unref();
     try {
-      const store = await openStore(config.store, config);
+      const store = await openStore(config.store, { ...config, logger: workerLogger });
       await store.ready();
       answerMetricsCollection();
       const settings = await httpSettingsFromConfig(config);

@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { InvalidConfig } from '../errors.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from './deadline.js';
-import type { MessageStore } from './types.js';
+import type { MessageStore, StoreLogger } from './types.js';
 
 /** The settings every remote store shares (the matching fields of the configuration). */
 export interface StoreSettings {
@@ -11,6 +11,8 @@ export interface StoreSettings {
   cacheBytes?: number;
   /** Replicas a Redis write waits for. @default 1 when replicas exist, else 0 */
   redisWaitReplicas?: number | undefined;
+  /** Receives what a store reports outside any request (a Redis Cluster's topology changes). */
+  logger?: StoreLogger | undefined;
 }
 
 /** A store URL taken apart. */
@@ -115,6 +117,7 @@ export async function openStore(url: string, settings: StoreSettings = {}): Prom
         keyPrefix: location.keyPrefix,
         waitReplicas: settings.redisWaitReplicas,
         timeoutMs,
+        logger: settings.logger,
       });
       break;
     }
