@@ -73,6 +73,8 @@ describe('Redis Cluster failover under load', { skip: skip ?? false }, () => {
         '--workers',
         '2',
       ],
+      // Six redis-server processes and two workers starting on a shared two-core machine.
+      timeoutMs: 60_000,
     });
     for (let index = 0; index < 300; index += 1) {
       const message = `preloaded ${index} ${Math.random()}`;
