@@ -152,7 +152,7 @@ export const SETTINGS = {
     min: 0,
     max: 64,
     placeholder: 'N',
-    help: 'Redis replicas that must confirm each write (WAIT) before 201 (default: 1 if the store has replicas, else 0).',
+    help: 'Redis replicas that must confirm each write (WAIT) before 201; a shard with fewer answers writes 503 (default: 0 until a replica is seen, then 1).',
     commands: ['serve', 'migrate'],
   },
   // HTTP: batches, metrics, protection

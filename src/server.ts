@@ -51,6 +51,7 @@ export async function createServer(config: Config, options: ServerOptions): Prom
     timeoutMs: config.storeTimeout,
     cacheBytes: config.cacheBytes,
     redisWaitReplicas: config.redisWaitReplicas,
+    logger: options.logger,
   };
   const store =
     options.store ??

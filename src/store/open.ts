@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { CacheCounters } from './cache.js';
-import type { MessageStore } from './types.js';
+import type { MessageStore, StoreLogger } from './types.js';
 import { parseStoreUrl } from './url.js';
 
 /** Options of openStore: which store, and the limits every remote store shares. */
@@ -13,6 +13,8 @@ export interface StoreOptions {
   cacheBytes: number;
   /** Replicas a Redis write waits for; when absent, 1 if the store has replicas, else 0. */
   redisWaitReplicas: number | undefined;
+  /** Receives what a store reports outside any request (a Redis Cluster's topology changes). */
+  logger?: StoreLogger | undefined;
 }
 
 /**
@@ -48,6 +50,7 @@ export async function openStore(options: StoreOptions, counters?: CacheCounters)
         keyPrefix: location.keyPrefix,
         waitReplicas: options.redisWaitReplicas,
         timeoutMs,
+        logger: options.logger,
       });
       break;
     }

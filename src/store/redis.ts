@@ -3,7 +3,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { Digest } from '../digest.js';
 import { InvalidConfig, StoreUnavailable } from '../errors.js';
 import { DEFAULT_STORE_TIMEOUT_MS, withDeadline } from './deadline.js';
-import type { MessageStore } from './types.js';
+import type { MessageStore, StoreLogger } from './types.js';
 
 /** A Redis Cluster seed node. */
 export interface RedisNodeAddress {
@@ -20,18 +20,25 @@ export interface RedisStoreOptions {
   /** Prefix of every key (letters, digits, `:`, `_`, `-`), followed by the 32 digest bytes. @default "m:" */
   keyPrefix?: string;
   /**
-   * Replicas that must confirm each write (Redis `WAIT`) before a put resolves.
-   * @default 1 when the server or cluster has replicas when the store becomes ready, else 0
+   * Replicas that must confirm each write (Redis `WAIT`) before a put resolves. A shard (or server)
+   * with fewer replicas attached refuses writes at once with StoreUnavailable.
+   * @default 0 until the server or cluster is seen with a replica, then 1 for the life of the store
    */
-  waitReplicas?: number;
+  waitReplicas?: number | undefined;
   /** Time any operation may take before it fails with StoreUnavailable. @default 2000 */
   timeoutMs?: number;
+  /** Receives topology changes: replicas per shard, replicas each write waits for. @default none */
+  logger?: StoreLogger | undefined;
 }
 
 const KEY_PREFIX = /^[A-Za-z0-9:_-]{0,32}$/;
 const SCAN_COUNT = 1000;
 /** Most writes sent to one master in one pipeline. */
 const PIPELINE_MAX = 500;
+/** How often a cluster client re-reads CLUSTER SLOTS (masters and their replicas). */
+const SLOTS_REFRESH_MS = 1000;
+/** Least time between two slot refreshes asked for by writes refused for want of replicas. */
+const REFUSED_REFRESH_MS = 250;
 
 interface PendingWrite {
   key: Buffer;
@@ -48,16 +55,31 @@ interface PendingWrite {
  * awaited, `WAIT n timeout` follows on the same connection, so the put resolves only after the
  * master applied it and `n` replicas confirmed everything written on that connection so far. Puts
  * made in the same turn of the event loop are grouped per master into one pipeline ending in one
- * WAIT (WAIT blocks its connection, so one per write would serialize them). Reads share round
- * trips through ioredis auto-pipelining (one server) or plain socket pipelining (cluster).
+ * WAIT (WAIT blocks its connection, so one per write would serialize them).
+ *
+ * Writes and their WAIT go over a client of their own, so a WAIT that blocks never holds up a read:
+ * reads, pings and scans use the other client (auto-pipelining on one server, plain socket
+ * pipelining on a cluster). In a cluster, the replicas of each shard are taken from CLUSTER SLOTS,
+ * re-read every second and after every failover or redirection; a write to a shard with fewer
+ * replicas than it must wait for is refused at once instead of blocking in WAIT, and every change
+ * of a shard's replica count is logged.
  */
 export class RedisStore implements MessageStore {
   readonly kind: 'redis' | 'redis-cluster';
-  readonly #client: Redis | Cluster;
+  /** Reads, pings, scans: never behind a WAIT. */
+  readonly #reader: Redis | Cluster;
+  /** SET NX + WAIT pipelines. */
+  readonly #writer: Redis | Cluster;
   readonly #prefix: Buffer;
   readonly #timeoutMs: number;
-  #waitReplicas: number | undefined;
-  #connecting: Promise<void> | undefined;
+  readonly #logger: StoreLogger | undefined;
+  /** --redis-wait-replicas when given; undefined follows the topology (0, then 1 once replicas are seen). */
+  readonly #configuredWait: number | undefined;
+  #waitReplicas = 0;
+  #ready: Promise<void> | undefined;
+  /** Replicas attached to each master, as last logged. */
+  #shardReplicas = new Map<string, number>();
+  #lastRefusedRefresh = 0;
   #pending: PendingWrite[] = [];
   #flushScheduled = false;
 
@@ -73,7 +95,9 @@ export class RedisStore implements MessageStore {
     }
     this.#prefix = Buffer.from(prefix, 'latin1');
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
-    this.#waitReplicas = options.waitReplicas;
+    this.#logger = options.logger;
+    this.#configuredWait = options.waitReplicas;
+    this.#waitReplicas = options.waitReplicas ?? 0;
     const connection = {
       lazyConnect: true,
       enableAutoPipelining: true,
@@ -84,13 +108,10 @@ export class RedisStore implements MessageStore {
       retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
       maxRetriesPerRequest: 1,
     };
-    if (options.url !== undefined) {
-      this.kind = 'redis';
-      this.#client = new Redis(options.url, connection);
-    } else {
-      this.kind = 'redis-cluster';
+    const client = (): Redis | Cluster => {
+      if (options.url !== undefined) return new Redis(options.url, connection);
       const { retryStrategy, ...redisOptions } = connection;
-      this.#client = new Cluster([...(options.clusterNodes ?? [])], {
+      return new Cluster([...(options.clusterNodes ?? [])], {
         lazyConnect: true,
         // ioredis 5 computes the auto-pipeline slot of a Buffer key from its UTF-8 decoding, which
         // mixes slots for binary keys ("All keys in the pipeline should belong to the same slots
@@ -99,43 +120,99 @@ export class RedisStore implements MessageStore {
         enableAutoPipelining: false,
         clusterRetryStrategy: retryStrategy,
         slotsRefreshTimeout: this.#timeoutMs,
+        // A promoted master and a replica attached again are learned within this.
+        slotsRefreshInterval: SLOTS_REFRESH_MS,
         retryDelayOnFailover: 200,
         retryDelayOnClusterDown: 200,
         redisOptions,
       });
+    };
+    this.kind = options.url !== undefined ? 'redis' : 'redis-cluster';
+    this.#reader = client();
+    this.#writer = client();
+    for (const each of [this.#reader, this.#writer]) {
+      // Connection errors are reported here; without a listener they would crash the process.
+      // Operations fail with StoreUnavailable meanwhile, and the client reconnects on its own.
+      each.on('error', () => {});
     }
-    // Connection errors are reported here; without a listener they would crash the process.
-    // Operations fail with StoreUnavailable meanwhile, and the client reconnects on its own.
-    this.#client.on('error', () => {});
+    if (this.#writer instanceof Cluster) this.#writer.on('refresh', () => this.#followTopology());
   }
 
-  /** Connects, and settles how many replicas each write waits for. */
-  async ready(): Promise<void> {
-    await withDeadline(this.#connect(), this.#timeoutMs * 2, this.kind);
-    this.#waitReplicas ??= await withDeadline(this.#replicasPresent(), this.#timeoutMs, this.kind);
-  }
-
-  #connect(): Promise<void> {
-    if (this.#client.status === 'ready') return Promise.resolve();
-    this.#connecting ??= (
-      this.#client.status === 'wait'
-        ? this.#client.connect()
-        : new Promise<void>((resolve) => this.#client.once('ready', () => resolve()))
-    ).finally(() => {
-      this.#connecting = undefined;
+  /** Connects both clients and reads how many replicas each write waits for. */
+  ready(): Promise<void> {
+    this.#ready ??= this.#connectAndSettle().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
     });
-    return this.#connecting;
+    return this.#ready;
   }
 
-  async #replicasPresent(): Promise<number> {
-    if (this.#client instanceof Cluster) return this.#client.nodes('slave').length > 0 ? 1 : 0;
-    const info = await this.#client.info('replication');
-    const replicas = Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0);
-    return replicas > 0 ? 1 : 0;
+  async #connectAndSettle(): Promise<void> {
+    await withDeadline(
+      Promise.all([connect(this.#reader), connect(this.#writer)]),
+      this.#timeoutMs * 2,
+      this.kind,
+    );
+    if (this.#writer instanceof Cluster) this.#followTopology();
+    else {
+      const info = await withDeadline(this.#writer.info('replication'), this.#timeoutMs, this.kind);
+      this.#observeReplicas('', Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0));
+    }
   }
 
-  /** Replicas each write waits for (settled by ready()). */
-  get waitReplicas(): number | undefined {
+  /** Reads the replicas of every shard from the writer's slot map (CLUSTER SLOTS). */
+  #followTopology(): void {
+    if (!(this.#writer instanceof Cluster)) return;
+    const replicas = new Map<string, number>();
+    for (const nodes of this.#writer.slots) {
+      const [master] = nodes ?? [];
+      if (master !== undefined && !replicas.has(master)) replicas.set(master, nodes.length - 1);
+    }
+    for (const master of this.#shardReplicas.keys()) {
+      if (!replicas.has(master)) this.#shardReplicas.delete(master);
+    }
+    for (const [master, count] of replicas) this.#observeReplicas(master, count);
+  }
+
+  /**
+   * Records the replicas attached to one shard (`''` for a single server), logs any change, and
+   * raises the default wait to 1 the first time a replica is seen (never lowers it again: a
+   * failover leaves the promoted master without a replica for a while, which is no reason to
+   * acknowledge writes that one crash can lose).
+   */
+  #observeReplicas(master: string, replicas: number): void {
+    if (this.#configuredWait === undefined && replicas > 0 && this.#waitReplicas === 0) {
+      this.#waitReplicas = 1;
+      this.#logger?.info(
+        { store: this.kind, waitReplicas: 1 },
+        `the ${this.kind} store has replicas: each write now waits for 1 replica to confirm it`,
+      );
+    }
+    const before = this.#shardReplicas.get(master);
+    this.#shardReplicas.set(master, replicas);
+    if (before === replicas) return;
+    const fields = {
+      store: this.kind,
+      ...(master && { shard: master }),
+      replicas,
+      waitReplicas: this.#waitReplicas,
+    };
+    const where = master ? `shard ${master}` : 'server';
+    if (replicas < this.#waitReplicas) {
+      this.#logger?.warn(
+        fields,
+        `the ${this.kind} ${where} has ${replicas} of the ${this.#waitReplicas} replicas each write waits for: writes to it answer 503 until one is attached`,
+      );
+    } else {
+      this.#logger?.info(
+        fields,
+        `the ${this.kind} ${where} has ${replicas} replica${replicas === 1 ? '' : 's'}`,
+      );
+    }
+  }
+
+  /** Replicas each write waits for now (settled by ready(), then following the topology). */
+  get waitReplicas(): number {
     return this.#waitReplicas;
   }
 
@@ -144,7 +221,7 @@ export class RedisStore implements MessageStore {
   }
 
   async put(digest: Digest, message: string): Promise<void> {
-    if (this.#waitReplicas === undefined) await this.ready();
+    await this.ready();
     const written = new Promise<void>((resolve, reject) => {
       this.#enqueue({ key: this.#key(digest), message, redirected: 0, resolve, reject });
     });
@@ -162,32 +239,59 @@ export class RedisStore implements MessageStore {
   /** Sends the writes gathered during this turn of the event loop, one pipeline per master. */
   #flush(): void {
     this.#flushScheduled = false;
-    const groups = new Map<string, PendingWrite[]>();
+    const groups = new Map<string, { replicas: number | undefined; writes: PendingWrite[] }>();
     for (const write of this.#pending) {
-      const node = this.#masterOf(write.key);
-      const group = groups.get(node);
-      if (group === undefined) groups.set(node, [write]);
-      else group.push(write);
+      const { master, replicas } = this.#shardOf(write.key);
+      const group = groups.get(master);
+      if (group === undefined) groups.set(master, { replicas, writes: [write] });
+      else group.writes.push(write);
     }
     this.#pending = [];
-    for (const group of groups.values()) {
-      for (let start = 0; start < group.length; start += PIPELINE_MAX) {
-        const chunk = group.slice(start, start + PIPELINE_MAX);
-        this.#write(chunk).catch((error: unknown) => chunk.forEach((write) => write.reject(error)));
+    const required = this.#waitReplicas;
+    for (const [master, { replicas, writes }] of groups) {
+      if (replicas !== undefined && replicas < required) {
+        this.#refuse(master, replicas, required, writes);
+        continue;
+      }
+      for (let start = 0; start < writes.length; start += PIPELINE_MAX) {
+        const chunk = writes.slice(start, start + PIPELINE_MAX);
+        this.#write(chunk, required).catch((error: unknown) => chunk.forEach((write) => write.reject(error)));
       }
     }
   }
 
-  /** The master that serves this key's slot, as far as the client knows (for grouping only). */
-  #masterOf(key: Buffer): string {
-    if (!(this.#client instanceof Cluster)) return '';
-    const slot = calculateSlot(key);
-    return this.#client.slots[slot]?.[0] ?? `slot:${slot}`;
+  /**
+   * Writes to a shard without the replicas they must wait for fail at once (WAIT would only block
+   * for its timeout), and the slot map is read again soon, so an attached replica is noticed.
+   */
+  #refuse(master: string, replicas: number, required: number, writes: readonly PendingWrite[]): void {
+    const error = new StoreUnavailable(
+      `The ${this.kind} shard of this message (master ${master}) has ${replicas} replica${replicas === 1 ? '' : 's'} ` +
+        `attached and each write waits for ${required} (--redis-wait-replicas); try again shortly.`,
+      { reason: 'too_few_replicas' },
+    );
+    for (const write of writes) write.reject(error);
+    const now = Date.now();
+    if (this.#writer instanceof Cluster && now - this.#lastRefusedRefresh >= REFUSED_REFRESH_MS) {
+      this.#lastRefusedRefresh = now;
+      this.#writer.refreshSlotsCache();
+    }
   }
 
-  async #write(writes: readonly PendingWrite[]): Promise<void> {
-    const replicas = this.#waitReplicas ?? 0;
-    const pipeline = this.#client.pipeline();
+  /**
+   * The master that serves this key's slot and its replicas, as far as the writer knows. A single
+   * server is one shard whose replicas WAIT itself counts (replicas undefined).
+   */
+  #shardOf(key: Buffer): { master: string; replicas: number | undefined } {
+    if (!(this.#writer instanceof Cluster)) return { master: '', replicas: undefined };
+    const slot = calculateSlot(key);
+    const nodes = this.#writer.slots[slot];
+    if (nodes === undefined || nodes.length === 0) return { master: `slot:${slot}`, replicas: undefined };
+    return { master: nodes[0]!, replicas: nodes.length - 1 };
+  }
+
+  async #write(writes: readonly PendingWrite[], replicas: number): Promise<void> {
+    const pipeline = this.#writer.pipeline();
     for (const { key, message } of writes) pipeline.set(key, message, 'NX');
     if (replicas > 0) pipeline.wait(replicas, Math.max(1, Math.floor(this.#timeoutMs / 2)));
     const results = await pipeline.exec();
@@ -203,7 +307,7 @@ export class RedisStore implements MessageStore {
       if (error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message) && write.redirected < 3) {
         // The slot moved (failover, resharding): learn the new map, then send it again; SET NX
         // makes the repeat harmless. ioredis does not retry writes inside a pipeline itself.
-        if (!refreshed && this.#client instanceof Cluster) this.#client.refreshSlotsCache();
+        if (!refreshed && this.#writer instanceof Cluster) this.#writer.refreshSlotsCache();
         refreshed = true;
         write.redirected += 1;
         setTimeout(() => this.#enqueue(write), 100 * write.redirected);
@@ -212,6 +316,7 @@ export class RedisStore implements MessageStore {
         write.reject(
           new StoreUnavailable(
             `The ${this.kind} store confirmed the write on ${confirmed} of ${replicas} replicas; try again shortly.`,
+            { reason: 'too_few_replicas' },
           ),
         );
       } else write.resolve();
@@ -223,19 +328,21 @@ export class RedisStore implements MessageStore {
   }
 
   async get(digest: Digest): Promise<string | undefined> {
-    const value = await withDeadline(this.#client.get(this.#key(digest)), this.#timeoutMs, this.kind);
+    const value = await withDeadline(this.#reader.get(this.#key(digest)), this.#timeoutMs, this.kind);
     return value ?? undefined;
   }
 
   async has(digest: Digest): Promise<boolean> {
-    return (await withDeadline(this.#client.exists(this.#key(digest)), this.#timeoutMs, this.kind)) === 1;
+    return (await withDeadline(this.#reader.exists(this.#key(digest)), this.#timeoutMs, this.kind)) === 1;
   }
 
   /** Every master answers PING (and, for a cluster, the client sees the cluster as ready). */
   async ping(): Promise<void> {
     const check = async () => {
-      if (this.#client.status !== 'ready') {
-        throw new StoreUnavailable(`The ${this.kind} store is not connected (${this.#client.status}).`);
+      for (const client of [this.#reader, this.#writer]) {
+        if (client.status !== 'ready') {
+          throw new StoreUnavailable(`The ${this.kind} store is not connected (${client.status}).`);
+        }
       }
       await Promise.all(this.#masters().map((node) => node.ping()));
     };
@@ -243,7 +350,7 @@ export class RedisStore implements MessageStore {
   }
 
   #masters(): Redis[] {
-    return this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client];
+    return this.#reader instanceof Cluster ? this.#reader.nodes('master') : [this.#reader];
   }
 
   /** SCANs every master for the prefix and reads each page of keys in one pipeline. */
@@ -287,12 +394,23 @@ export class RedisStore implements MessageStore {
   /** Sends the writes not yet sent, then QUIT (which Redis answers after everything before it). */
   async close(): Promise<void> {
     if (this.#flushScheduled) this.#flush();
-    try {
-      await withDeadline(this.#client.quit(), this.#timeoutMs, this.kind);
-    } catch {
-      this.#client.disconnect();
-    }
+    await Promise.all(
+      [this.#writer, this.#reader].map(async (client) => {
+        try {
+          await withDeadline(client.quit(), this.#timeoutMs, this.kind);
+        } catch {
+          client.disconnect();
+        }
+      }),
+    );
   }
+}
+
+/** Connects a client created with lazyConnect, or waits for the connection already under way. */
+function connect(client: Redis | Cluster): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  if (client.status === 'wait') return client.connect();
+  return new Promise<void>((resolve) => client.once('ready', () => resolve()));
 }
 
 function withCause(kind: string, error: Error): StoreUnavailable {

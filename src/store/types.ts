@@ -27,3 +27,12 @@ export interface MessageStore {
   /** Flushes and releases resources. Further calls fail. */
   close(): Promise<void>;
 }
+
+/**
+ * Where a store reports what an operator should know and no request answers for, such as a change
+ * of a Redis Cluster's topology. A pino logger fits; stores log nothing without one.
+ */
+export interface StoreLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}

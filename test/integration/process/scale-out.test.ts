@@ -100,6 +100,9 @@ describe('two digestd nodes over one Redis Cluster', { skip: skip ?? false, time
       if (states.every((status) => status === 200)) break;
       await sleep(200);
     }
+    // Each node re-reads CLUSTER SLOTS every second; until it lists the rejoined replica, writes to
+    // that shard are refused (no replica to confirm them).
+    await sleep(2000);
     const recoveredAt = Date.now();
     await sleep(2000);
     running = false;
