@@ -197,7 +197,12 @@ describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
       assert.match(status, /^NoNewPrivs:\t1$/m);
       assert.match(status, /^Seccomp:\t2$/m);
 
-      const ca = await readFile(path.join(stateDir, 'tls/cert.pem'), 'utf8');
+      // What clients trust, as the primary recorded it: its local CA, or the certificate itself.
+      const record = JSON.parse(await readFile(path.join(stateDir, 'listening.json'), 'utf8')) as {
+        cert: string;
+        ca?: string;
+      };
+      const ca = await readFile(record.ca ?? record.cert, 'utf8');
       const send = (method: string, urlPath: string, body?: string) =>
         new Promise<{ status: number; body: string }>((resolve, reject) => {
           const outgoing = request(
