@@ -3,7 +3,7 @@ import accepts from '@fastify/accepts';
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Logger } from '../log/logger.js';
 import type { MessageStore } from '../store/types.js';
-import bodyParsers from './body.js';
+import bodyParsers, { bodyLimitFor } from './body.js';
 import {
   answerClientErrors,
   rejectLongUrls,
@@ -60,11 +60,6 @@ export interface AppOptions {
   metrics: { collect: () => Promise<string> } | false;
 }
 
-/** Room for the JSON framing and escapes around a message of the maximum size. */
-export function bodyLimitFor(maxMessageBytes: number): number {
-  return maxMessageBytes * 2 + 1024;
-}
-
 /**
  * Builds the Fastify application: the server options, then one plugin per concern, in the order
  * their hooks must run. It never listens; the caller does.
@@ -87,6 +82,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     routerOptions: { maxParamLength: connection.maxUrlBytes },
     frameworkErrors: answerFrameworkErrors({
       maxMessageBytes: http.maxMessageBytes,
+      bodyLimitBytes: bodyLimitFor(http.maxMessageBytes),
       maxUrlBytes: connection.maxUrlBytes,
       tls,
     }),
@@ -108,7 +104,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
   void app.register(accepts);
   void app.register(responseHeaders, { tls });
   void app.register(accessLog);
-  void app.register(errorReplies, { maxMessageBytes: http.maxMessageBytes });
+  void app.register(errorReplies, {
+    maxMessageBytes: http.maxMessageBytes,
+    bodyLimitBytes: bodyLimitFor(http.maxMessageBytes),
+  });
   void app.register(pressure, protection);
   void app.register(writeTokens, { tokens: protection.writeTokens });
   if (protection.rateLimit) void app.register(rateLimit, protection.rateLimit);
@@ -137,7 +136,7 @@ export function buildMetricsApp(options: MetricsAppOptions): FastifyInstance {
   const app = fastify(serverOptions);
   void app.register(responseHeaders, { tls: false });
   // It accepts no body, so no message limit applies.
-  void app.register(errorReplies, { maxMessageBytes: 0 });
+  void app.register(errorReplies, { maxMessageBytes: 0, bodyLimitBytes: 0 });
   void app.register(metricsRoutes, { collect: options.collect });
   return app;
 }

@@ -10,6 +10,15 @@ export const TEXT_UTF8_TYPE = 'text/plain; charset=utf-8';
 /** The body types POST /messages accepts, as named in 415 errors. */
 export const ACCEPTED_BODY_TYPES = [JSON_MEDIA_TYPE, TEXT_UTF8_TYPE] as const;
 
+/**
+ * The largest request body: room for the JSON framing around a message of the maximum size however
+ * it is escaped. `\u0001` spells one byte in six, the worst case, so any message within the limit
+ * fits; the message's own size is checked once the body is parsed (messages.body.ts).
+ */
+export function bodyLimitFor(maxMessageBytes: number): number {
+  return maxMessageBytes * 6 + 1024;
+}
+
 /** A text/plain body: the message itself, already checked to be UTF-8. */
 export class RawMessage {
   constructor(

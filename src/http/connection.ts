@@ -286,6 +286,38 @@ function oneRequestAtATime(handler: RequestListener): RequestListener {
 }
 
 /**
+ * Most bytes of an unread body discarded after an early answer before the connection is closed:
+ * enough for any body a client sends by mistake, bounded so that nobody streams into the void.
+ */
+export const DISCARD_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * For an answer sent before its request's body was read whole (a 413 for a body over the limit, a
+ * 401 on a write). Fastify marks such answers `Connection: close`, and node then closes the
+ * socket with the body still arriving, so the client's kernel gets a reset and a client that
+ * writes its whole body before reading (most do) sees EPIPE or ECONNRESET instead of the answer.
+ * The caller removes that header, so the connection stays open: node reads and discards the rest
+ * of the body (its framing keeps the connection in step) and serves the next request as usual.
+ * This closes the connection past DISCARD_LIMIT_BYTES (the request timeout applies too).
+ */
+export function keepReadingTheBody(request: IncomingMessage): void {
+  const socket = request.socket;
+  let discarded = 0;
+  const count = (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > DISCARD_LIMIT_BYTES) socket.destroy();
+  };
+  socket.on('data', count);
+  const stop = () => {
+    socket.off('data', count);
+    request.off('end', stop);
+    request.off('close', stop);
+  };
+  request.once('end', stop);
+  request.once('close', stop);
+}
+
+/**
  * Fastify's clientErrorHandler: node's HTTP parser failed or timed out before there was a request,
  * so no Fastify reply exists and the error handler in app.ts cannot run. The answer is written to
  * the socket in the same `{"err_msg", "code"}` shape, with the same headers, access line and

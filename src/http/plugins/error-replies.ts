@@ -17,13 +17,16 @@ import {
   UriTooLong,
 } from '../../errors.js';
 import { ACCEPTED_BODY_TYPES, JSON_MEDIA_TYPE } from '../body.js';
+import { keepReadingTheBody } from '../connection.js';
 import { recordAnswer } from './access-log.js';
 import { securityHeaders } from './response-headers.js';
 
 /** Options of the error replies. */
 export interface ErrorRepliesOptions {
-  /** Largest message accepted, in UTF-8 bytes: named by a 413 for a body over the limit. */
+  /** Largest message accepted, in UTF-8 bytes. */
   maxMessageBytes: number;
+  /** Largest request body (Fastify's bodyLimit): named by a 413 for a body over it. */
+  bodyLimitBytes: number;
 }
 
 /**
@@ -33,7 +36,7 @@ export interface ErrorRepliesOptions {
 const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, done) => {
   const warnOverloaded = atMostEvery(OVERLOADED_LOG_INTERVAL_MS);
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const mapped = toDigestdError(error, options.maxMessageBytes);
+    const mapped = toDigestdError(error, options.bodyLimitBytes);
     // Shedding load is the server working as meant, on every request while it lasts: a warning
     // now and then, without a stack, says so without flooding the log.
     if (mapped instanceof Overloaded) {
@@ -114,7 +117,7 @@ function frameworkErrorFor(error: FastifyError, request: FastifyRequest, options
     case 'FST_ERR_MAX_PARAM_LENGTH':
       return new UriTooLong(options.maxUrlBytes);
     default:
-      return toDigestdError(error, options.maxMessageBytes);
+      return toDigestdError(error, options.bodyLimitBytes);
   }
 }
 
@@ -124,6 +127,12 @@ export function sendError(reply: FastifyReply, error: DigestdError): FastifyRepl
   void reply.headers(error.headers).header('cache-control', 'no-store');
   // A 304 or 200 path may have set validators before failing; they do not describe this error.
   reply.removeHeader('etag');
+  // Answered before the body was read whole (a 413, a 401 on a write): the client may still be
+  // sending it, so the connection reads and discards the rest rather than resetting under it.
+  if (!reply.request.raw.complete && !reply.raw.headersSent) {
+    reply.removeHeader('connection');
+    keepReadingTheBody(reply.request.raw);
+  }
   // Bytes keep the media type exactly as set: Fastify appends a charset to what it serializes.
   const body = Buffer.from(JSON.stringify({ err_msg: error.message, code: error.code }));
   void reply.code(error.statusCode).header('content-type', JSON_MEDIA_TYPE);
@@ -133,13 +142,16 @@ export function sendError(reply: FastifyReply, error: DigestdError): FastifyRepl
   return reply.send(body);
 }
 
-/** Maps anything thrown while handling a request to one of our errors; unknown ones become 500. */
-export function toDigestdError(error: unknown, maxMessageBytes: number): DigestdError {
+/**
+ * Maps anything thrown while handling a request to one of our errors; unknown ones become 500.
+ * `bodyLimitBytes` is named by the 413 of a body over Fastify's bodyLimit.
+ */
+export function toDigestdError(error: unknown, bodyLimitBytes: number): DigestdError {
   if (error instanceof DigestdError) return error;
   const fastifyError = error as Partial<FastifyError>;
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new PayloadTooLarge(maxMessageBytes);
+      return new PayloadTooLarge(bodyLimitBytes, 'The request body');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_INVALID_TYPE':
       return new UnsupportedMediaType(ACCEPTED_BODY_TYPES);

@@ -104,7 +104,8 @@ describe('POST /messages/batch', () => {
   });
 
   it('answers 413 when the body is over the body limit', async () => {
-    const messages = Array.from({ length: 5 }, (_, index) => `${index}`.padEnd(1000, 'x'));
+    // Each message is within the limit; together they pass the body limit (six times it, plus 1 KiB).
+    const messages = Array.from({ length: 8 }, (_, index) => `${index}`.padEnd(1000, 'x'));
     assertError(await postJson('/messages/batch', { messages }), 413, 'PAYLOAD_TOO_LARGE');
   });
 
