@@ -30,19 +30,25 @@ const HELP = `Usage: npm run bench:instructions -- [options]
 
   --requests N      requests per measured run (default 3000)
   --runs N          measured runs per scenario and server; the median is reported (default 3)
-  --warmup N        unmeasured requests of each scenario right before its runs (default 3000)
+  --warmup N        unmeasured requests of each scenario right before its runs (default 15000)
   --connections N   concurrent keep-alive connections (default 16)
   --scenarios LIST  comma-separated subset of: ${SCENARIO_NAMES.join(', ')} (default all)
   --servers LIST    comma-separated subset of: baseline, fastify, digestd (default all)
   --out DIR         where the JSON results go (default bench/results)
 
 Needs valgrind (apt-get install valgrind). Each server runs under callgrind, about 50 times slower
-than natively; the defaults take about eight minutes.
+than natively; the defaults take about twenty minutes.
 `;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const run = promisify(execFile);
 const SEEDED = 1000;
+/**
+ * valgrind stalls a server for seconds at a time (translating code V8 just wrote); with
+ * autocannon's default of 10 s a stall counts as a timeout and the reconnect is a TLS handshake,
+ * which would weigh on the count as much as hundreds of requests.
+ */
+const ANSWER_TIMEOUT_SECONDS = 300;
 
 type ServerName = 'baseline' | 'fastify' | 'digestd';
 
@@ -75,7 +81,15 @@ async function load(
 ) {
   const plan = SCENARIOS.find((candidate) => candidate.name === scenario);
   if (plan === undefined) throw new Error(`no scenario ${scenario}`);
-  const result = await runAutocannon({ url, scenario: plan, targets, connections, seconds: 0, amount });
+  const result = await runAutocannon({
+    url,
+    scenario: plan,
+    targets,
+    connections,
+    seconds: 0,
+    amount,
+    timeoutSeconds: ANSWER_TIMEOUT_SECONDS,
+  });
   if (result.requests !== amount || result.errors > 0) {
     throw new Error(
       `${url} ${scenario}: ${result.errors} of ${result.requests} answers were not ${plan.expected.join(' or ')} (${amount} sent)`,
@@ -147,6 +161,7 @@ async function measureServer(
     await autocannon({
       url,
       connections: 8,
+      timeout: ANSWER_TIMEOUT_SECONDS,
       amount: SEEDED,
       requests: [
         {
@@ -220,7 +235,7 @@ async function main(argv: string[]): Promise<void> {
     options: {
       requests: { type: 'string', default: '3000' },
       runs: { type: 'string', default: '3' },
-      warmup: { type: 'string', default: '3000' },
+      warmup: { type: 'string', default: '15000' },
       connections: { type: 'string', default: '16' },
       scenarios: { type: 'string', default: SCENARIO_NAMES.join(',') },
       servers: { type: 'string', default: 'baseline,fastify,digestd' },

@@ -44,6 +44,11 @@ export interface LoadOptions {
   seconds: number;
   /** A fixed number of requests instead of `seconds` of load (autocannon only). */
   amount?: number;
+  /**
+   * Seconds autocannon waits for an answer before it counts a timeout and reconnects.
+   * @default autocannon's 10
+   */
+  timeoutSeconds?: number;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -83,6 +88,7 @@ export async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
     url: options.url,
     connections: options.connections,
     ...(options.amount === undefined ? { duration: options.seconds } : { amount: options.amount }),
+    ...(options.timeoutSeconds !== undefined && { timeout: options.timeoutSeconds }),
     requests,
   });
   const statusCodes: Record<string, number> = {};
