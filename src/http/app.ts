@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import accepts from '@fastify/accepts';
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Logger } from '../log/logger.js';
+import { lazyChildLogger } from '../log/request-logger.js';
 import type { MessageStore } from '../store/types.js';
 import bodyParsers, { bodyLimitFor } from './body.js';
 import {
@@ -71,6 +72,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
     loggerInstance: options.logger,
     // The access log plugin writes one line per request instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    // request.log makes its pino child only when something logs through it (not the access line).
+    childLoggerFactory: (logger, bindings, childOptions) =>
+      lazyChildLogger(logger as Logger, bindings, childOptions),
     genReqId: () => randomUUID(),
     // Only the listed proxies may say who the client is (X-Forwarded-For); nobody by default.
     ...(http.trustProxy && http.trustProxy.length > 0 && { trustProxy: [...http.trustProxy] }),

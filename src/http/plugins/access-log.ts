@@ -1,9 +1,13 @@
 import type { FastifyBaseLogger, FastifyPluginCallback } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
+import { accessLineWriter, type AccessLineWriter } from '../../log/access-line.js';
+import type { Logger } from '../../log/logger.js';
 import { countRequest } from '../../metrics.js';
 
 /** One answered request, as its access line and its metrics see it. */
 export interface AnsweredRequest {
+  /** The request id (Fastify's); none for an answer written before there was a Fastify request. */
+  reqId?: string | undefined;
   /** The request method; `UNKNOWN` when node's parser failed before reading one. */
   method: string;
   /** The request target as sent; empty when node's parser failed before reading one. */
@@ -18,34 +22,48 @@ export interface AnsweredRequest {
   remote: string | undefined;
 }
 
+/** The access line writer of each logger, built once (it reads the logger's template pieces). */
+const writers = new WeakMap<object, AccessLineWriter>();
+
+function writerOf(log: FastifyBaseLogger): AccessLineWriter {
+  let writer = writers.get(log);
+  if (writer === undefined) {
+    writer = accessLineWriter(log as Logger);
+    writers.set(log, writer);
+  }
+  return writer;
+}
+
 /**
  * Writes the access line of an answer and counts it (digestd_http_requests_total and the duration
  * histogram). Every answer goes through here, whoever wrote it: the Fastify hook below, and the
  * answers the connection layer writes before there is a Fastify request (src/http/connection.ts).
+ * `log` is the app's logger; the line is the one its child with the request id would write.
  */
 export function recordAnswer(log: FastifyBaseLogger, answer: AnsweredRequest): void {
-  log.info(
-    {
-      method: answer.method,
-      url: answer.url,
-      status: answer.status,
-      bytes: answer.bytes,
-      ms: Number(answer.ms.toFixed(3)),
-      remote: answer.remote,
-    },
-    'request',
-  );
+  writerOf(log)({
+    reqId: answer.reqId,
+    method: answer.method,
+    url: answer.url,
+    status: answer.status,
+    bytes: answer.bytes,
+    ms: Number(answer.ms.toFixed(3)),
+    remote: answer.remote,
+  });
   countRequest(answer.method, answer.route, answer.status, answer.ms / 1000);
 }
 
 /**
  * One access line per request and its request metrics, from a single onResponse hook. The app
  * turns Fastify's own request logging off (two lines per request, without the status and size
- * together).
+ * together). The line is written from a template (src/log/access-line.ts), so request.log's pino
+ * child is never made for it.
  */
 const accessLog: FastifyPluginCallback = (app, _options, done) => {
+  const log = app.log;
   app.addHook('onResponse', (request, reply, hookDone) => {
-    recordAnswer(request.log, {
+    recordAnswer(log, {
+      reqId: request.id,
       method: request.method,
       url: request.url,
       // Route patterns, not URLs, so the number of label values stays bounded.
