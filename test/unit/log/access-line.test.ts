@@ -109,7 +109,7 @@ describe('request logging of the app', () => {
       kind: 'failing',
       get: () => Promise.reject(new Error('disk on fire')),
     };
-    const built = await buildTestApp({ logger });
+    const built = await buildTestApp([], { logger });
     const { app, store } = built;
     try {
       const posted = await app.inject({ method: 'POST', url: '/messages', payload: { message: 'hello' } });
