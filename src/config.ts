@@ -51,8 +51,8 @@ export const SETTINGS = {
     kind: 'string',
     flag: 'host',
     env: 'DIGESTD_HOST',
-    default: '0.0.0.0',
-    help: 'Address to listen on (use :: for all IPv6 and IPv4 addresses).',
+    default: '::',
+    help: 'Address to listen on; the default :: serves IPv6 and IPv4 (0.0.0.0 where the machine has no IPv6).',
   },
   dataDir: {
     kind: 'string',

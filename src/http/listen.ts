@@ -17,6 +17,18 @@ export interface ListenAddress {
  */
 export async function listen(app: FastifyInstance, where: ListenAddress): Promise<AddressInfo> {
   await app.ready();
+  try {
+    return await bind(app, where);
+  } catch (error) {
+    // `::` is dual-stack (IPv6 and IPv4) wherever IPv6 exists; a machine or container without
+    // IPv6 refuses the address family, and all IPv4 addresses are then the nearest meaning.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (where.host !== '::' || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw error;
+    return bind(app, { host: '0.0.0.0', port: where.port });
+  }
+}
+
+async function bind(app: FastifyInstance, where: ListenAddress): Promise<AddressInfo> {
   const server = app.server;
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error) => {

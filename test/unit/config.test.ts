@@ -7,7 +7,7 @@ describe('configuration', () => {
   it('has the documented defaults', () => {
     const config = loadConfig([], {});
     assert.equal(config.port, 8443);
-    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.host, '::');
     assert.equal(config.dataDir, './data');
     assert.equal(config.tls, true);
     assert.equal(config.maxMessageBytes, 1024 * 1024);

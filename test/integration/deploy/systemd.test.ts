@@ -187,7 +187,7 @@ describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
           }
         });
       });
-      assert.equal(listening.address, `https://0.0.0.0:${port}`);
+      assert.equal(listening.address, `https://[::]:${port}`);
       context.diagnostic(`in the sandbox: ${String(listening.msg)}`);
       const failures = lines.filter((entry) => entry.level === 'fatal' || entry.level === 'error');
       assert.deepEqual(failures, []);
