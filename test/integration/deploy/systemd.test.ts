@@ -42,6 +42,8 @@ async function inSandbox(
       serviceUser,
       '--path-map',
       `/var/lib/digestd=${stateDir}`,
+      '--installed',
+      repository,
       '--',
       ...command,
     ]);
@@ -165,6 +167,8 @@ describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
         serviceUser,
         '--path-map',
         `/var/lib/digestd=${stateDir}`,
+        '--installed',
+        repository,
         '--',
         ...command,
       ],

@@ -18,7 +18,7 @@ Read from the unit's [Service] section and applied in the order systemd applies 
 
 Python's seccomp module comes with Debian's python3-seccomp (libseccomp's own bindings).
 Needs root (mount namespace, setuid). Usage:
-  unit-sandbox.py --unit digestd.service [--user nobody] [--path-map /var/lib/digestd=/tmp/x] -- cmd...
+  unit-sandbox.py --unit digestd.service [--user nobody] [--path-map /var/lib/digestd=/tmp/x] [--installed DIR] -- cmd...
 """
 
 import argparse
@@ -130,7 +130,7 @@ def mount_flags(point):
     return flags
 
 
-def set_up_mounts(settings, path_map):
+def set_up_mounts(settings, path_map, installed):
     protect_system = last(settings, "ProtectSystem", "no")
     writable = [path_map.get(path, path) for path in words(settings, "ReadWritePaths")]
     writable += [path_map.get(f"/var/lib/{name}", f"/var/lib/{name}") for name in words(settings, "StateDirectory")]
@@ -145,12 +145,19 @@ def set_up_mounts(settings, path_map):
     for path in dict.fromkeys(writable):
         if os.path.isdir(path):
             kept.append((path, os.open(path, os.O_PATH | os.O_DIRECTORY)))
+    # The installed program stays visible (read-only, like the rest) even where it lives under /tmp.
+    shown = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in installed if os.path.isdir(path)]
     if private_tmp:
         for tmp in ("/tmp", "/var/tmp"):
             mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     for path, fd in kept:
         os.makedirs(path, exist_ok=True)
         mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
+        os.close(fd)
+    for path, fd in shown:
+        if path.startswith(("/tmp/", "/var/tmp/")) and private_tmp:
+            os.makedirs(path, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
         os.close(fd)
     kept_paths = {path for path, _ in kept}
     if protect_system == "strict":
@@ -262,6 +269,13 @@ def main():
         metavar="UNIT_PATH=PATH",
         help="use PATH wherever the unit's sandbox names UNIT_PATH (e.g. the state directory)",
     )
+    parser.add_argument(
+        "--installed",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory the program is installed in, kept visible read-only under PrivateTmp",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args()
     command = options.command[1:] if options.command[:1] == ["--"] else options.command
@@ -270,7 +284,7 @@ def main():
     path_map = dict(entry.split("=", 1) for entry in options.path_map)
     settings = parse_unit(options.unit)
 
-    set_up_mounts(settings, path_map)
+    set_up_mounts(settings, path_map, options.installed)
     umask = last(settings, "UMask")
     if umask is not None:
         os.umask(int(umask, 8))
