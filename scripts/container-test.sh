@@ -55,7 +55,8 @@ fi
 "${podman[@]}" info >/dev/null 2>&1 || cannot "podman info fails: $("${podman[@]}" info 2>&1 | tail -n 3)"
 
 cleanup() {
-  "${podman[@]}" rm -f -t 0 "$NAME" "$NAME-port" >/dev/null 2>&1 || true
+  # -v: the anonymous volume the image's VOLUME gives the second container goes too.
+  "${podman[@]}" rm -f -v -t 0 "$NAME" "$NAME-port" >/dev/null 2>&1 || true
   "${podman[@]}" volume rm -f "$VOLUME" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -105,9 +106,14 @@ fi
 
 # --- Build -------------------------------------------------------------------------------------
 step "buildah bud -f deploy/Dockerfile"
+previous_image=$("${podman[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 "${buildah[@]}" bud --isolation chroot --format docker --pull=never \
   --ignorefile deploy/Dockerfile.dockerignore -f deploy/Dockerfile -t "$IMAGE" . >/tmp/digestd-container-build.log 2>&1 ||
   fail "the image does not build: $(tail -n 20 /tmp/digestd-container-build.log)"
+# The previous build lost its name to this one: remove it, or each run leaves a full copy (vfs).
+if [ -n "$previous_image" ] && [ "$previous_image" != "$("${podman[@]}" image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  "${podman[@]}" rmi "$previous_image" >/dev/null 2>&1 || true
+fi
 healthcheck=$("${podman[@]}" image inspect --format '{{json .HealthCheck}}' "$IMAGE")
 echo "HEALTHCHECK: $healthcheck"
 grep -q '/app/deploy/healthcheck.mjs' <<<"$healthcheck" || fail "the image lost its HEALTHCHECK"
@@ -208,7 +214,7 @@ wait_healthy "$NAME-port"
 record=$("${podman[@]}" exec "$NAME-port" cat /var/lib/digestd/listening.json)
 echo "listening.json: $record"
 grep -q '"url":"https://0.0.0.0:9444"' <<<"$record" || fail "serve --port 9444 wrote $record"
-"${podman[@]}" rm -f -t 0 "$NAME-port" >/dev/null
+"${podman[@]}" rm -f -v -t 0 "$NAME-port" >/dev/null
 
 step "podman stop drains and exits 0; the logs are JSON lines"
 "${podman[@]}" stop -t 30 "$NAME" >/dev/null

@@ -75,7 +75,7 @@ export const SETTINGS = {
     flag: 'tls-cert',
     env: 'DIGESTD_TLS_CERT',
     placeholder: 'FILE',
-    help: 'PEM certificate (chain). Without it a self-signed one is made in <data-dir>/tls/.',
+    help: 'PEM certificate (chain). Without it a local CA in <data-dir>/tls/ signs one (trust its ca.pem).',
   },
   tlsKey: {
     kind: 'string',
@@ -83,6 +83,69 @@ export const SETTINGS = {
     env: 'DIGESTD_TLS_KEY',
     placeholder: 'FILE',
     help: 'PEM private key matching --tls-cert.',
+  },
+  tlsSan: {
+    kind: 'list',
+    flag: 'tls-san',
+    env: 'DIGESTD_TLS_SAN',
+    placeholder: 'NAME',
+    help: 'Another DNS name or IP address for the local certificate besides localhost, 127.0.0.1 and ::1; repeatable.',
+  },
+  acmeDomain: {
+    kind: 'list',
+    flag: 'acme-domain',
+    env: 'DIGESTD_ACME_DOMAIN',
+    placeholder: 'NAME',
+    help: "Obtain and renew a certificate for this domain from an ACME CA (Let's Encrypt); repeatable.",
+  },
+  acmeEmail: {
+    kind: 'string',
+    flag: 'acme-email',
+    env: 'DIGESTD_ACME_EMAIL',
+    placeholder: 'ADDRESS',
+    help: 'Contact address of the ACME account (expiry notices).',
+  },
+  acmeDirectory: {
+    kind: 'string',
+    flag: 'acme-directory',
+    env: 'DIGESTD_ACME_DIRECTORY',
+    default: 'https://acme-v02.api.letsencrypt.org/directory',
+    placeholder: 'URL',
+    help: "ACME directory URL; Let's Encrypt staging: https://acme-staging-v02.api.letsencrypt.org/directory.",
+  },
+  acmeCaCert: {
+    kind: 'list',
+    flag: 'acme-ca-cert',
+    env: 'DIGESTD_ACME_CA_CERT',
+    placeholder: 'FILE',
+    help: "PEM file of CAs to trust for the ACME server's own HTTPS (private CAs, tests); repeatable.",
+  },
+  acmeChallenge: {
+    kind: 'string',
+    flag: 'acme-challenge',
+    env: 'DIGESTD_ACME_CHALLENGE',
+    default: 'http-01',
+    placeholder: 'TYPE',
+    help: 'http-01 (answered on --acme-http-port) or tls-alpn-01 (answered on the HTTPS port).',
+  },
+  acmeHttpPort: {
+    kind: 'integer',
+    flag: 'acme-http-port',
+    env: 'DIGESTD_ACME_HTTP_PORT',
+    default: 80,
+    min: 1,
+    max: 65535,
+    help: 'Plain-HTTP port that answers http-01 challenges and redirects every other request to HTTPS.',
+  },
+  acmeRenewBefore: {
+    kind: 'integer',
+    flag: 'acme-renew-before',
+    env: 'DIGESTD_ACME_RENEW_BEFORE',
+    default: 30,
+    min: 1,
+    max: 3650,
+    placeholder: 'DAYS',
+    help: 'Renew the ACME certificate this many days before it expires (at most half its lifetime).',
   },
   maxMessageBytes: {
     kind: 'bytes',
@@ -545,6 +608,14 @@ export function loadConfig(
 
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     problems.push('--tls-cert and --tls-key: give both or neither');
+  }
+  if (config.acmeDomain !== undefined) {
+    if (config.tlsCert !== undefined)
+      problems.push('--acme-domain: not with --tls-cert (one source of certificates)');
+    if (config.tls === false) problems.push('--acme-domain: needs TLS (not with --no-tls)');
+  }
+  if (config.acmeChallenge !== 'http-01' && config.acmeChallenge !== 'tls-alpn-01') {
+    problems.push('--acme-challenge (DIGESTD_ACME_CHALLENGE): must be http-01 or tls-alpn-01');
   }
   config.store ??= `lmdb:${String(config.dataDir)}`;
   if (command === 'migrate') {

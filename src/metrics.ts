@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
 
 /**
  * The Prometheus metrics of digestd (prom-client): definitions and registries only, so that any
@@ -92,6 +92,21 @@ export const supervisorMetrics = {
   workerRestarts: new Counter({
     name: 'digestd_worker_restarts_total',
     help: 'Workers the supervisor started again after one exited unexpectedly.',
+    registers: [supervisorRegistry],
+  }),
+  certificateExpiry: new Gauge({
+    name: 'digestd_tls_certificate_expiry_timestamp_seconds',
+    help: 'When the served TLS certificate expires (Unix time); alert well before it.',
+    registers: [supervisorRegistry],
+  }),
+  certificateProvisional: new Gauge({
+    name: 'digestd_tls_certificate_provisional',
+    help: '1 while the local CA stands in for the ACME certificate not obtained yet, else 0.',
+    registers: [supervisorRegistry],
+  }),
+  acmeOrderFailures: new Counter({
+    name: 'digestd_acme_order_failures_total',
+    help: 'ACME orders (first certificate or renewal) that failed; the current certificate stays served.',
     registers: [supervisorRegistry],
   }),
 };

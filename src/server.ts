@@ -1,3 +1,4 @@
+import type { HttpsOptions } from './http/connection.js';
 import type { FastifyInstance } from 'fastify';
 import { writeTokensOf, type Config } from './config.js';
 import { buildApp, buildMetricsApp } from './http/app.js';
@@ -18,7 +19,9 @@ import type { MessageStore } from './store/types.js';
 export interface ServerOptions {
   logger: Logger;
   /** Certificate and key for HTTPS; plain HTTP when absent. */
-  https: { cert: string; key: string } | undefined;
+  https: HttpsOptions | undefined;
+  /** Why this node is not ready besides its store (no ACME certificate yet); /readyz answers 503. */
+  notReady?: (() => string | undefined) | undefined;
   /**
    * Produces the text of GET /metrics on the public listener (a cluster worker asks its primary
    * for every worker's). Unused when metrics have a listener of their own. @default this process's metrics
@@ -74,6 +77,7 @@ export async function createServer(config: Config, options: ServerOptions): Prom
     }),
     logger: options.logger,
     https: options.https,
+    notReady: options.notReady,
     http: {
       maxMessageBytes: config.maxMessageBytes,
       batchMax: config.batchMax,

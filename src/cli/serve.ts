@@ -33,8 +33,15 @@ export async function serve(argv: readonly string[]): Promise<void> {
   sink.onDropped = (lines, reason) => logger.warn({ droppedLines: lines, reason }, 'log lines dropped');
   logger.info({ config: redactConfig(config), node: process.version }, 'digestd starting');
 
-  const certificates = config.tls
-    ? new CertificateKeeper({ config, logger, onChange: (material) => supervisor.reloadTls(material) })
+  let boundPort = config.port;
+  const certificates: CertificateKeeper | undefined = config.tls
+    ? new CertificateKeeper({
+        config,
+        logger,
+        onChange: (served) => supervisor.reloadTls(served),
+        broadcast: (message) => supervisor.broadcast(message),
+        httpsPort: () => boundPort,
+      })
     : undefined;
   const tls = await certificates?.start();
 
@@ -48,17 +55,16 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const fail = (error: Error) => {
     logger.fatal({ err: error }, error.message);
     process.stderr.write(`digestd: ${error.message}\n`);
-    certificates?.close();
+    void certificates?.close();
     void supervisor.stop().finally(() => exitAfter(closeLog, 1));
   };
   // Before forking, so that it sees every worker start listening.
   const primaryMetrics = servePrimaryMetrics({ logger });
   let metricsListener: MetricsListener | undefined;
-  const supervisor = new Supervisor({ config, logger, sink, tls, onCrashLoop: fail });
+  const supervisor: Supervisor = new Supervisor({ config, logger, sink, tls, onCrashLoop: fail });
   onShutdownSignal(logger, {
     stop: async () => {
-      certificates?.close();
-      await Promise.all([supervisor.stop(), metricsListener?.close()]);
+      await Promise.all([supervisor.stop(), metricsListener?.close(), certificates?.close()]);
       primaryMetrics.close();
       await removeListenFile(config.dataDir).catch((error: unknown) =>
         logger.warn({ err: error }, `could not remove ${LISTEN_FILE}`),
@@ -80,6 +86,18 @@ export async function serve(argv: readonly string[]): Promise<void> {
     fail(error as Error);
     return;
   }
+  boundPort = Number(new URL(address).port);
+  try {
+    await certificates?.startAcme();
+  } catch (error) {
+    fail(
+      new Error(
+        `ACME: cannot answer http-01 challenges on port ${config.acmeHttpPort}: ${(error as Error).message}`,
+        { cause: error },
+      ),
+    );
+    return;
+  }
   if (config.metricsPort !== undefined) {
     metricsListener = await startMetricsListener({
       host: config.metricsHost,
@@ -93,8 +111,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
     await writeListenFile(config.dataDir, {
       pid: process.pid,
       url: address,
-      cert: tls?.certPath,
-      ca: tls?.caPath,
+      cert: certificates?.current?.certPath,
+      ca: certificates?.current?.caPath,
     });
   } catch (error) {
     // Only the health check reads it: serving goes on, and the check reports what is missing.

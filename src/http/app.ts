@@ -10,6 +10,7 @@ import {
   rejectLongUrls,
   serverFactoryFor,
   type ConnectionOptions,
+  type HttpsOptions,
 } from './connection.js';
 import accessLog from './plugins/access-log.js';
 import errorReplies, { answerFrameworkErrors } from './plugins/error-replies.js';
@@ -47,7 +48,13 @@ export interface AppOptions {
   store: MessageStore;
   logger: Logger;
   /** TLS options passed to node:https; plain HTTP when absent. */
-  https: { cert: string; key: string } | undefined;
+  https: HttpsOptions | undefined;
+  /**
+   * Why this node is not ready for public traffic besides its store (e.g. no ACME certificate
+   * yet), or undefined when it is: /readyz answers 503 with it.
+   */
+  notReady?: (() => string | undefined) | undefined;
+
   http: HttpOptions;
   /** Timeouts and size limits for connections. */
   connection: ConnectionOptions;
@@ -118,7 +125,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   void app.register(docs);
 
   void app.register(messageRoutes, { maxMessageBytes: http.maxMessageBytes, batchMax: http.batchMax });
-  void app.register(healthRoutes, { storeTimeoutMs: options.storeTimeoutMs });
+  void app.register(healthRoutes, { storeTimeoutMs: options.storeTimeoutMs, notReady: options.notReady });
   if (options.metrics !== false) void app.register(metricsRoutes, { collect: options.metrics.collect });
   void app.register(pageRoutes);
   return app;

@@ -56,6 +56,13 @@ export const TLS_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+/** The served certificate, and server options such as the tls-alpn-01 routing (ALPN and SNI callbacks). */
+export interface HttpsOptions {
+  cert: string;
+  key: string;
+  serverOptions?: Pick<import('node:tls').TlsOptions, 'ALPNCallback' | 'SNICallback'> | undefined;
+}
+
 /** The TLS settings of the HTTPS server, also applied by setSecureContext when they are reloaded. */
 export function secureContextOptions(https: { cert: string; key: string }) {
   return {
@@ -74,7 +81,7 @@ export function secureContextOptions(https: { cert: string; key: string }) {
  * here, in the same shape and with the same headers, access line and count as every other answer.
  */
 export function serverFactoryFor(
-  https: { cert: string; key: string } | undefined,
+  https: HttpsOptions | undefined,
   connection: ConnectionOptions,
   log: FastifyBaseLogger,
 ): FastifyServerFactory {
@@ -104,6 +111,7 @@ export function serverFactoryFor(
           {
             ...httpOptions,
             ...secureContextOptions(https),
+            ...https.serverOptions,
             // A socket that never completes the handshake is not yet an HTTP connection, so the
             // header timeout does not see it; this one does.
             handshakeTimeout: connection.headersTimeoutMs,

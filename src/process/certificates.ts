@@ -1,8 +1,13 @@
+import type { Server } from 'node:http';
 import type { Config } from '../config.js';
+import { AcmeCertificates, type ChallengeResponder } from '../http/tls/acme.js';
+import { createAcmeHttpServer } from '../http/tls/acme-http.js';
 import { localReissueTime } from '../http/tls/local-ca.js';
 import { loadTlsMaterial, type TlsMaterial } from '../http/tls/material.js';
 import { runAt, type LongTimer } from '../http/tls/timer.js';
 import type { Logger } from '../log/logger.js';
+import { supervisorMetrics } from '../metrics.js';
+import type { PrimaryMessage, ServedCertificate } from './protocol.js';
 
 /** A failed re-issue of the local certificate is tried again this much later. */
 const RETRY_AFTER_FAILURE_MS = 3_600_000;
@@ -12,22 +17,51 @@ export interface CertificateKeeperOptions {
   config: Config;
   logger: Logger;
   /** Hands a new certificate to the workers (the supervisor's reload path). */
-  onChange: (material: TlsMaterial) => void;
+  onChange: (served: ServedCertificate) => void;
+  /** Sends a message to every worker (tls-alpn-01 challenge certificates). */
+  broadcast: (message: PrimaryMessage) => void;
+  /** The HTTPS port bound, for the http-01 listener's redirects. */
+  httpsPort: () => number;
 }
 
 /**
- * The primary's hold on the served certificate: loads it at start (the operator's files, or the
- * local CA's server certificate, created or re-issued as needed), reloads it on SIGHUP, and
- * re-issues the local certificate before it expires, handing each new one to the workers.
+ * The primary's hold on the served certificate: the operator's files; else, with --acme-domain,
+ * the ACME certificate (the local CA's standing in until the first is obtained); else the local
+ * CA's server certificate, created or re-issued as needed. Reloads on SIGHUP, renews and
+ * re-issues by itself, and hands each new certificate to the workers.
  */
 export class CertificateKeeper {
   readonly #options: CertificateKeeperOptions;
+  readonly #acme: AcmeCertificates | undefined;
+  readonly #httpTokens = new Map<string, string>();
+  #httpServer: Server | undefined;
   #current: TlsMaterial | undefined;
+  #provisional = false;
   #timer: LongTimer | undefined;
   #closed = false;
 
   constructor(options: CertificateKeeperOptions) {
     this.#options = options;
+    const { config, logger } = options;
+    if (config.acmeDomain !== undefined) {
+      this.#acme = new AcmeCertificates(
+        {
+          domains: config.acmeDomain,
+          email: config.acmeEmail,
+          directoryUrl: config.acmeDirectory,
+          caCertFiles: config.acmeCaCert,
+          challenge: config.acmeChallenge as 'http-01' | 'tls-alpn-01',
+          renewBeforeDays: config.acmeRenewBefore,
+          dataDir: config.dataDir,
+        },
+        {
+          logger,
+          responder: this.#responder(),
+          onCertificate: (material) => this.#use(material, false),
+          onFailure: () => supervisorMetrics.acmeOrderFailures.inc(),
+        },
+      );
+    }
   }
 
   /** The certificate served now. */
@@ -35,19 +69,43 @@ export class CertificateKeeper {
     return this.#current;
   }
 
-  /** Loads the certificate to serve at start; rejects when it cannot be read or made. */
-  async start(): Promise<TlsMaterial> {
-    const material = await this.#load();
+  /** The certificate to serve at start; rejects when it cannot be read or made. */
+  async start(): Promise<ServedCertificate> {
+    const { logger, config } = this.#options;
+    const stored = await this.#acme?.stored();
+    const material = stored ?? (await this.#loadLocalOrOperator());
+    this.#provisional = this.#acme !== undefined && stored === undefined;
     this.#current = material;
     this.#logLoaded(material);
-    this.#schedule(material);
-    return material;
+    this.#setMetrics(material);
+    if (this.#acme) {
+      if (this.#provisional) {
+        logger.warn(
+          { domains: config.acmeDomain },
+          'ACME: serving the local CA certificate until the first ACME certificate is obtained; /readyz answers 503 meanwhile',
+        );
+      }
+    } else this.#scheduleLocal(material);
+    return this.#served(material);
   }
 
-  /** Reads the certificate again (SIGHUP, or the local one falling due); on failure keeps serving the current one. */
+  /**
+   * With ACME, once the workers listen: opens the http-01 listener and orders the first
+   * certificate, or schedules the renewal of the stored one.
+   */
+  async startAcme(): Promise<void> {
+    if (this.#acme === undefined || this.#closed) return;
+    if (this.#options.config.acmeChallenge === 'http-01') await this.#listenHttp();
+    this.#acme.start(this.#provisional ? undefined : this.#current);
+  }
+
+  /** Reads the certificate again (SIGHUP, or the local one falling due); on failure keeps the current one. */
   async reload(): Promise<void> {
     try {
-      this.#use(await this.#load());
+      const stored = await this.#acme?.stored();
+      if (this.#acme && stored === undefined && !this.#provisional) return;
+      const material = stored ?? (await this.#loadLocalOrOperator());
+      this.#use(material, this.#provisional && stored === undefined);
     } catch (error) {
       this.#options.logger.error(
         { err: error },
@@ -60,22 +118,53 @@ export class CertificateKeeper {
     }
   }
 
-  /** Cancels the renewal timer. */
-  close(): void {
+  /** Stops the timers and the http-01 listener. */
+  async close(): Promise<void> {
     this.#closed = true;
     this.#timer?.cancel();
+    this.#acme?.close();
+    const server = this.#httpServer;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
 
-  #load(): Promise<TlsMaterial> {
+  /** Orders an ACME certificate now, outside the schedule. */
+  orderNow(): Promise<void> {
+    return this.#acme?.order() ?? Promise.resolve();
+  }
+
+  #loadLocalOrOperator(): Promise<TlsMaterial> {
     const { config } = this.#options;
-    return loadTlsMaterial({ certPath: config.tlsCert, keyPath: config.tlsKey, dataDir: config.dataDir });
+    return loadTlsMaterial({
+      certPath: config.tlsCert,
+      keyPath: config.tlsKey,
+      dataDir: config.dataDir,
+      extraNames: config.tlsSan,
+    });
   }
 
-  #use(material: TlsMaterial): void {
+  #use(material: TlsMaterial, provisional: boolean): void {
+    const wasProvisional = this.#provisional;
     this.#current = material;
+    this.#provisional = provisional;
     for (const change of material.changes) this.#options.logger.info({ cert: material.certPath }, change);
-    this.#options.onChange(material);
-    this.#schedule(material);
+    if (wasProvisional && !provisional) {
+      this.#options.logger.info('ACME: serving the ACME certificate; /readyz answers 200 again');
+    }
+    this.#setMetrics(material);
+    this.#options.onChange(this.#served(material));
+    if (!this.#acme) this.#scheduleLocal(material);
+  }
+
+  #served(material: TlsMaterial): ServedCertificate {
+    return { cert: material.cert, key: material.key, provisional: this.#provisional };
+  }
+
+  #setMetrics(material: TlsMaterial): void {
+    supervisorMetrics.certificateExpiry.set(material.notAfter.getTime() / 1000);
+    supervisorMetrics.certificateProvisional.set(this.#provisional ? 1 : 0);
   }
 
   #logLoaded(material: TlsMaterial): void {
@@ -97,9 +186,38 @@ export class CertificateKeeper {
   }
 
   /** The local CA's certificate is re-issued by the primary itself; the operator's files are the operator's. */
-  #schedule(material: TlsMaterial): void {
+  #scheduleLocal(material: TlsMaterial): void {
     this.#timer?.cancel();
     if (this.#closed || material.caPath === undefined) return;
     this.#timer = runAt(localReissueTime(material.notAfter), () => void this.reload());
+  }
+
+  #responder(): ChallengeResponder {
+    return {
+      addHttpToken: (token, keyAuthorization) => this.#httpTokens.set(token, keyAuthorization),
+      removeHttpToken: (token) => this.#httpTokens.delete(token),
+      addAlpnCertificate: (servername, certificate) =>
+        this.#options.broadcast({ type: 'acme-alpn-challenge', servername, ...certificate }),
+      removeAlpnCertificate: (servername) =>
+        this.#options.broadcast({ type: 'acme-alpn-challenge-done', servername }),
+    };
+  }
+
+  async #listenHttp(): Promise<void> {
+    const { config, logger } = this.#options;
+    const server = createAcmeHttpServer({ tokens: this.#httpTokens, httpsPort: this.#options.httpsPort });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.acmeHttpPort, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => logger.error({ err: error }, 'ACME: the http-01 listener failed'));
+    this.#httpServer = server;
+    logger.info(
+      { acmeHttpPort: config.acmeHttpPort },
+      `ACME: answering http-01 challenges on http://${config.host}:${config.acmeHttpPort} (other requests are redirected to HTTPS)`,
+    );
   }
 }

@@ -12,14 +12,37 @@ export interface StartMessage {
   config: Config;
   /** The port to listen on: the one already bound when the configured port is 0. */
   port: number;
-  tls: { cert: string; key: string } | undefined;
+  tls: ServedCertificate | undefined;
 }
 
-/** Primary -> worker: a new certificate and key (SIGHUP). */
-export interface TlsMessage {
-  type: 'tls';
+/** The certificate workers serve. */
+export interface ServedCertificate {
   cert: string;
   key: string;
+  /**
+   * A stand-in (the local CA's) served until the ACME certificate is obtained: /readyz answers
+   * 503 meanwhile.
+   */
+  provisional: boolean;
+}
+
+/** Primary -> worker: a new certificate and key (SIGHUP, a re-issue, an ACME order). */
+export interface TlsMessage extends ServedCertificate {
+  type: 'tls';
+}
+
+/** Primary -> worker: answer tls-alpn-01 validation connections for `servername` with this certificate. */
+export interface AlpnChallengeMessage {
+  type: 'acme-alpn-challenge';
+  servername: string;
+  cert: string;
+  key: string;
+}
+
+/** Primary -> worker: the tls-alpn-01 challenge for `servername` is over. */
+export interface AlpnChallengeDoneMessage {
+  type: 'acme-alpn-challenge-done';
+  servername: string;
 }
 
 /** Primary -> worker: finish in-flight requests, close the store and exit 0. */
@@ -27,7 +50,8 @@ export interface ShutdownMessage {
   type: 'shutdown';
 }
 
-export type PrimaryMessage = StartMessage | TlsMessage | ShutdownMessage;
+export type PrimaryMessage =
+  StartMessage | TlsMessage | AlpnChallengeMessage | AlpnChallengeDoneMessage | ShutdownMessage;
 
 /** Worker -> primary: the worker listens for messages and waits for its StartMessage. */
 export interface AwaitingStartMessage {

@@ -1,10 +1,9 @@
 import { supervisorMetrics } from '../metrics.js';
 import cluster, { type Address, type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
-import type { TlsMaterial } from '../http/tls/material.js';
 import type { Logger } from '../log/logger.js';
 import type { LogSink } from '../log/sink.js';
-import { isMessage, type PrimaryMessage } from './protocol.js';
+import { isMessage, type PrimaryMessage, type ServedCertificate } from './protocol.js';
 
 /** Restart delays: the first restart waits this long, doubling on each crash up to the maximum. */
 export const BACKOFF_INITIAL_MS = 100;
@@ -22,7 +21,7 @@ export interface SupervisorOptions {
   logger: Logger;
   /** Receives every worker's log lines; the primary is the one writer of the log. */
   sink: LogSink;
-  tls: TlsMaterial | undefined;
+  tls: ServedCertificate | undefined;
   /**
    * Called when workers keep dying before they listen after start() resolved (start() rejects
    * instead while starting). The caller stops and exits non-zero.
@@ -56,7 +55,7 @@ export class Supervisor {
   readonly #options: SupervisorOptions;
   readonly #slots: Slot[];
   readonly #hooks = new Map<string, WorkerMessageHook[]>();
-  #tls: { cert: string; key: string } | undefined;
+  #tls: ServedCertificate | undefined;
   /**
    * The port workers are told to listen on. node:cluster shares one listening socket per
    * (address, port) as asked, so while any worker is up every new one must ask for the same value;
@@ -72,7 +71,11 @@ export class Supervisor {
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
-    this.#tls = options.tls && { cert: options.tls.cert, key: options.tls.key };
+    this.#tls = options.tls && {
+      cert: options.tls.cert,
+      key: options.tls.key,
+      provisional: options.tls.provisional,
+    };
     this.#listenPort = options.config.port;
     this.#slots = Array.from({ length: options.config.workers }, (_, index) => ({
       index,
@@ -115,9 +118,9 @@ export class Supervisor {
   }
 
   /** Hands a reloaded certificate to every worker and to the workers started from now on. */
-  reloadTls(material: { cert: string; key: string }): void {
-    this.#tls = { cert: material.cert, key: material.key };
-    this.broadcast({ type: 'tls', cert: material.cert, key: material.key });
+  reloadTls(served: ServedCertificate): void {
+    this.#tls = { cert: served.cert, key: served.key, provisional: served.provisional };
+    this.broadcast({ type: 'tls', ...this.#tls });
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyInstance } from 'fastify';
 import { secureContextOptions } from '../http/connection.js';
+import { AlpnChallenges } from '../http/tls/alpn-challenges.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { addressUrl, listen } from '../http/listen.js';
@@ -43,6 +44,9 @@ export function runClusterWorker(): void {
   let logger: Logger | undefined;
   let app: FastifyInstance | undefined;
   let shutdown: ShutdownTrigger | undefined;
+  /** Serving a stand-in until the ACME certificate comes: /readyz answers 503. */
+  let provisional = false;
+  let alpnChallenges: AlpnChallenges | undefined;
 
   const crash = (error: unknown, origin: string) => {
     if (logger) logger.fatal({ err: error, origin }, `${origin}: the worker exits and will be replaced`);
@@ -56,6 +60,10 @@ export function runClusterWorker(): void {
 
   const start = async (message: StartMessage) => {
     const { config } = message;
+    provisional = message.tls?.provisional ?? false;
+    if (config.acmeDomain !== undefined && config.acmeChallenge === 'tls-alpn-01') {
+      alpnChallenges = new AlpnChallenges();
+    }
     logger = createLogger({ level: config.logLevel, destination });
     const workerLogger = logger;
     setInterval(() => reportDrops(workerLogger), 10_000).unref();
@@ -63,7 +71,13 @@ export function runClusterWorker(): void {
       answerMetricsCollection();
       ({ app } = await createServer(config, {
         logger,
-        https: message.tls,
+        https: message.tls && {
+          cert: message.tls.cert,
+          key: message.tls.key,
+          serverOptions: alpnChallenges?.serverOptions(),
+        },
+        notReady: () =>
+          provisional ? 'no ACME certificate yet: serving the local CA certificate meanwhile' : undefined,
         collectMetrics: () => metricsText(),
       }));
       const serving = app;
@@ -101,11 +115,22 @@ export function runClusterWorker(): void {
         if (app !== undefined && logger !== undefined) {
           try {
             (app.server as HttpsServer).setSecureContext(secureContextOptions(command));
+            provisional = command.provisional;
             logger.info('reloaded the TLS certificate');
           } catch (error) {
             logger.error({ err: error }, 'could not apply the reloaded TLS certificate; keeping the old one');
           }
         }
+        break;
+      case 'acme-alpn-challenge':
+        alpnChallenges?.set(command.servername, command);
+        logger?.info(
+          { servername: command.servername, answering: alpnChallenges !== undefined },
+          'ACME: answering the tls-alpn-01 challenge',
+        );
+        break;
+      case 'acme-alpn-challenge-done':
+        alpnChallenges?.delete(command.servername);
         break;
       case 'shutdown':
         if (shutdown) shutdown('asked by the primary');

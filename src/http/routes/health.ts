@@ -6,14 +6,25 @@ import { allowOnly } from './method-not-allowed.js';
 export interface HealthRoutesOptions {
   /** How long /readyz waits for the store before calling it unavailable: any store operation's limit. */
   storeTimeoutMs: number;
+  /** A reason this node is not ready besides its store (no ACME certificate yet), or undefined. */
+  notReady?: (() => string | undefined) | undefined;
 }
 
-/** GET /healthz (the process answers) and GET /readyz (the store answers too). */
+/** GET /healthz (the process answers) and GET /readyz (the store answers, and nothing else is missing). */
 export const healthRoutes: FastifyPluginCallback<HealthRoutesOptions> = (app, options, done) => {
   app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
     const { store } = app;
+    const missing = options.notReady?.();
+    if (missing !== undefined) {
+      return reply.code(503).header('retry-after', '5').header('cache-control', 'no-store').send({
+        status: 'unavailable',
+        store: store.kind,
+        err_msg: missing,
+        code: 'NOT_READY',
+      });
+    }
     try {
       await withDeadline(store.ping(), options.storeTimeoutMs, store.kind);
       return await reply.send({ status: 'ready', store: store.kind });
