@@ -235,6 +235,11 @@ describe(
         assert.equal(answer.status, 201, answer.body);
       }
       const [killed, survivor] = nodes as [RunningServer, RunningServer];
+      const postsOf = (lines: Record<string, unknown>[]) =>
+        lines.filter((line) => line.msg === 'request' && line.method === 'POST' && line.url === '/messages');
+      // Access lines reach the primary's log over IPC, a moment after the answer: the six must all be
+      // in before the survivor's log is marked, or a late one would count as after the kill.
+      await eventually(() => postsOf(killed.logs).length + postsOf(survivor.logs).length >= 6);
       const served = (node: RunningServer) => node.logs.filter((line) => line.msg === 'request').length;
       assert.ok(served(killed) > 0 && served(survivor) > 0, 'nginx spreads requests over both nodes');
 
@@ -261,9 +266,6 @@ describe(
 
       // The survivor logs the client's address from X-Forwarded-For, never nginx's.
       const requests = () => survivor.logs.slice(survivorBefore).filter((line) => line.msg === 'request');
-      const postsOf = (lines: Record<string, unknown>[]) =>
-        lines.filter((line) => line.method === 'POST' && line.url === '/messages');
-      // Access lines reach the primary's log over IPC, a moment after the answer.
       await eventually(() => postsOf(requests()).length >= 40);
       const posts = postsOf(requests());
       assert.equal(posts.length, 40);
