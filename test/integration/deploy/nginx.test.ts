@@ -237,9 +237,10 @@ describe(
       const [killed, survivor] = nodes as [RunningServer, RunningServer];
       const postsOf = (lines: Record<string, unknown>[]) =>
         lines.filter((line) => line.msg === 'request' && line.method === 'POST' && line.url === '/messages');
-      // Access lines reach the primary's log over IPC, a moment after the answer: the six must all be
-      // in before the survivor's log is marked, or a late one would count as after the kill.
-      await eventually(() => postsOf(killed.logs).length + postsOf(survivor.logs).length >= 6);
+      // Access lines reach the primary's log over IPC, a moment after the answer: the seven POSTs so
+      // far (foo and the six) must all be in before the survivor's log is marked, or a late one
+      // would count as after the kill.
+      await eventually(() => postsOf(killed.logs).length + postsOf(survivor.logs).length >= 7);
       const served = (node: RunningServer) => node.logs.filter((line) => line.msg === 'request').length;
       assert.ok(served(killed) > 0 && served(survivor) > 0, 'nginx spreads requests over both nodes');
 
