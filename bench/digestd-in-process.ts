@@ -19,7 +19,9 @@ import { LmdbStore } from '../src/store/lmdb.js';
 
 const { values } = parseArgs({ options: { port: { type: 'string' }, 'data-dir': { type: 'string' } } });
 const dataDir = values['data-dir'] ?? '';
-// Load shedding off: under valgrind the event loop lags by design, and the check would answer 503.
+// Under valgrind everything runs many times slower by design: load shedding is off (its check would
+// answer 503), and the store and connection deadlines are long, so a slow fsync or a stalled
+// handshake is counted rather than answered 503 or cut off.
 const config = loadConfig([
   '--data-dir',
   dataDir,
@@ -29,6 +31,12 @@ const config = loadConfig([
   values.port ?? '',
   '--max-event-loop-delay-ms',
   '0',
+  '--store-timeout',
+  '600000',
+  '--headers-timeout',
+  '3600000',
+  '--request-timeout',
+  '3600000',
 ]);
 const tls = await loadTlsMaterial({ dataDir });
 const { app } = await createServer(config, {
@@ -37,6 +45,10 @@ const { app } = await createServer(config, {
     destination: new IpcLogDestination({ send: (message, callback) => write(1, message.lines, callback) }),
   }),
   https: { cert: tls.cert, key: tls.key },
-  store: await LmdbStore.open({ path: path.join(dataDir, 'store'), mapSize: 2 ** 30 }),
+  store: await LmdbStore.open({
+    path: path.join(dataDir, 'store'),
+    mapSize: 2 ** 30,
+    timeoutMs: config.storeTimeout,
+  }),
 });
 await app.listen({ port: config.port, host: config.host });
