@@ -213,7 +213,7 @@ other_port=$(free_port)
 wait_healthy "$NAME-port"
 record=$("${podman[@]}" exec "$NAME-port" cat /var/lib/digestd/listening.json)
 echo "listening.json: $record"
-grep -q '"url":"https://0.0.0.0:9444"' <<<"$record" || fail "serve --port 9444 wrote $record"
+grep -Eq '"url":"https://(\[::\]|0\.0\.0\.0):9444"' <<<"$record" || fail "serve --port 9444 wrote $record"
 "${podman[@]}" rm -f -v -t 0 "$NAME-port" >/dev/null
 
 step "podman stop drains and exits 0; the logs are JSON lines"
