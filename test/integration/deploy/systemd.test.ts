@@ -28,25 +28,30 @@ async function serviceSetting(key: string): Promise<string> {
   return line.slice(key.length + 1);
 }
 
+/** The sandbox helper's arguments that run `command` as the unit would, over this state directory. */
+function sandboxArgs(stateDir: string, command: string[]): string[] {
+  return [
+    sandbox,
+    '--unit',
+    unitPath,
+    '--user',
+    serviceUser,
+    '--path-map',
+    `/var/lib/digestd=${stateDir}`,
+    '--installed',
+    repository,
+    '--',
+    ...command,
+  ];
+}
+
 /** Runs a command in the unit's sandbox; resolves with its exit code and output. */
 async function inSandbox(
   stateDir: string,
   command: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(python, [
-      sandbox,
-      '--unit',
-      unitPath,
-      '--user',
-      serviceUser,
-      '--path-map',
-      `/var/lib/digestd=${stateDir}`,
-      '--installed',
-      repository,
-      '--',
-      ...command,
-    ]);
+    const { stdout, stderr } = await run(python, sandboxArgs(stateDir, command));
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };
@@ -157,23 +162,10 @@ describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
     assert.equal(command[0], '/usr/bin/node', "ExecStart names Debian's node");
     // The test runs this checkout's node (the one running the test), wherever it is installed.
     command[0] = process.execPath;
-    const child = spawn(
-      python,
-      [
-        sandbox,
-        '--unit',
-        unitPath,
-        '--user',
-        serviceUser,
-        '--path-map',
-        `/var/lib/digestd=${stateDir}`,
-        '--installed',
-        repository,
-        '--',
-        ...command,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } },
-    );
+    const child = spawn(python, sandboxArgs(stateDir, command), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_ENV: 'production' },
+    });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
