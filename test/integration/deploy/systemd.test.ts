@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -102,6 +102,10 @@ describe('the systemd unit', () => {
 describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
   let stateDir: string;
   before(async () => {
+    // The unit's user reads the installed program, as it would under /opt; a checkout made by
+    // mktemp -d is private to its owner.
+    const { mode } = await stat(repository);
+    if ((mode & 0o005) !== 0o005) await chmod(repository, mode | 0o005);
     stateDir = await mkdtemp(path.join(tmpdir(), 'digestd-unit-'));
     await chown(stateDir, serviceUid, serviceUid);
   });
