@@ -102,18 +102,11 @@ async function healthy(nodes: RedisServerProcess[], masters: number, replicas: n
     try {
       const info = await node.cli('cluster', 'info');
       if (!/cluster_state:ok/.test(info) || !/cluster_slots_ok:16384/.test(info)) return false;
-      // Every node must list each master's replicas: a client reads CLUSTER SLOTS from any node,
-      // and one that has not yet learned of a replica makes digestd refuse that shard's writes.
-      const known = new Map<string, number>();
-      for (const line of (await node.cli('cluster', 'nodes')).split('\n')) {
-        const [, , flags = '', masterId = '-'] = line.split(' ');
-        if (flags.includes('slave') && !flags.includes('fail') && masterId !== '-') {
-          known.set(masterId, (known.get(masterId) ?? 0) + 1);
-        }
-      }
-      if (replicas > 0 && (known.size < masters || [...known.values()].some((count) => count < replicas))) {
-        return false;
-      }
+      // Every node must list each master's replicas in CLUSTER SLOTS, which is what a client reads
+      // (from any node): a replica that node has not yet seen in sync is left out, and digestd
+      // refuses that shard's writes.
+      const ranges = JSON.parse(await node.cli('--json', 'cluster', 'slots')) as unknown[][];
+      if (replicas > 0 && ranges.some((range) => range.length - 3 < replicas)) return false;
       const replication = await node.cli('info', 'replication');
       if (/role:master/.test(replication)) {
         masterCount += 1;

@@ -40,6 +40,9 @@ function sandboxArgs(stateDir: string, command: string[]): string[] {
     `/var/lib/digestd=${stateDir}`,
     '--installed',
     repository,
+    // The node running the tests (npx's node@24 lives under /root, which ProtectHome hides).
+    '--installed',
+    path.dirname(path.dirname(process.execPath)),
     '--',
     ...command,
   ];

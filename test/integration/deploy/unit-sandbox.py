@@ -154,11 +154,18 @@ def set_up_mounts(settings, path_map, installed):
         os.makedirs(path, exist_ok=True)
         mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
         os.close(fd)
-    for path, fd in shown:
-        if path.startswith(("/tmp/", "/var/tmp/")) and private_tmp:
-            os.makedirs(path, exist_ok=True)
-            mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
-        os.close(fd)
+    homes = ("/home", "/root", "/run/user")
+    hide_home = protect_home in ("yes", "true", "read-only", "tmpfs")
+
+    def show(under):
+        for path, fd in shown:
+            if path.startswith(tuple(f"{top}/" for top in under)):
+                os.makedirs(path, exist_ok=True)
+                mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
+                mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+    if private_tmp:
+        show(("/tmp", "/var/tmp"))
     kept_paths = {path for path, _ in kept}
     if protect_system == "strict":
         for point in mount_points():
@@ -173,10 +180,16 @@ def set_up_mounts(settings, path_map, installed):
                 # visible is what counts.
                 if error.errno not in (errno.ENOENT, errno.EINVAL, errno.EACCES):
                     raise
-    if protect_home in ("yes", "true", "read-only", "tmpfs"):
-        for home in ("/home", "/root", "/run/user"):
-            if os.path.isdir(home):
-                mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=0755")
+    if hide_home:
+        # An installed program under a home (node from npx's cache) stays visible, read-only.
+        hidden = [home for home in homes if os.path.isdir(home)]
+        for home in hidden:
+            mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        show(hidden)
+        for home in hidden:
+            mount(None, home, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
+    for _, fd in shown:
+        os.close(fd)
 
 
 def drop_capabilities(settings):
@@ -274,7 +287,7 @@ def main():
         action="append",
         default=[],
         metavar="DIR",
-        help="a directory the program is installed in, kept visible read-only under PrivateTmp",
+        help="a directory the program is installed in, kept visible read-only under PrivateTmp and ProtectHome",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args()

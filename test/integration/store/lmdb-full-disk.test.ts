@@ -176,10 +176,9 @@ describe('LMDB on a full disk', { skip: skip ?? false }, () => {
     // A file-size limit (RLIMIT_FSIZE) on every worker: growing the store fails with EFBIG while the
     // filesystem still has room. Node ignores SIGXFSZ, so the write call reports the error.
     const limit = (await stat(path.join(mountPoint, 'data', 'data.mdb'))).size;
+    const limited = server.workerPids();
     const setLimit = (value: string) =>
-      Promise.all(
-        server.workerPids().map((pid) => run('prlimit', ['--pid', String(pid), `--fsize=${value}`])),
-      );
+      Promise.all(limited.map((pid) => run('prlimit', ['--pid', String(pid), `--fsize=${value}`])));
     await setLimit(`${limit}:unlimited`);
     try {
       const replies = await Promise.all(
@@ -204,8 +203,15 @@ describe('LMDB on a full disk', { skip: skip ?? false }, () => {
         sample(await metricsText(), 'digestd_store_write_failures_total', { reason: 'unavailable' }) > 0,
       );
     } finally {
-      await setLimit('unlimited');
+      // A worker that exited has no limit to lift; the assertion below reports why it exited.
+      await setLimit('unlimited').catch(() => {});
     }
+    assert.deepEqual(
+      server.logs.filter((line) => line.level === 'fatal' || String(line.msg).startsWith('worker exited')),
+      [],
+      'no worker exited',
+    );
+    assert.deepEqual(server.workerPids().sort(), limited.sort());
     let ready: SimpleResponse | undefined;
     for (let attempt = 0; attempt < 50 && ready?.status !== 200; attempt += 1) {
       ready = await readyz();
