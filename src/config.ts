@@ -644,10 +644,15 @@ export function redactConfig(config: Config): Record<string, unknown> {
       spec.secret && value !== undefined
         ? '[redacted]'
         : spec.kind === 'store' && typeof value === 'string'
-          ? value.replace(/^([a-z-]+:\/\/[^:/@]*:)[^@/]*@/i, '$1[redacted]@')
+          ? redactStoreUrl(value)
           : value;
   }
   return shown;
+}
+
+/** A store URL as it may be logged or printed: its password replaced. */
+export function redactStoreUrl(url: string): string {
+  return url.replace(/^([a-z-]+:\/\/[^:/@]*:)[^@/]*@/i, '$1[redacted]@');
 }
 
 /** A default as a person reads it: byte sizes in KiB/MiB when they divide evenly. */

@@ -170,6 +170,20 @@ export class StoreUnavailable extends DigestdError {
   }
 }
 
+/** The operator's TLS certificate or key cannot be read, parsed, or paired. */
+export class InvalidTlsFiles extends DigestdError {
+  constructor(message: string) {
+    super(message, 'INVALID_TLS_FILES', 500);
+  }
+}
+
+/** A store that must already exist (the source of verify or migrate) is not there. */
+export class StoreNotFound extends DigestdError {
+  constructor(message: string) {
+    super(message, 'STORE_NOT_FOUND', 500);
+  }
+}
+
 /**
  * A write that could not be stored because the disk (or the quota, or LMDB's map) is full. Reads
  * still work; writes resume by themselves once space is freed.
@@ -202,6 +216,13 @@ export class InvalidConfig extends DigestdError {
   constructor(problems: readonly string[]) {
     super(`Invalid configuration:\n  ${problems.join('\n  ')}`, 'INVALID_CONFIG', 500);
     this.problems = problems;
+  }
+}
+
+/** The server cannot bind its address (taken, not this machine's, not permitted): no retry fixes it. */
+export class ListenFailed extends DigestdError {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, 'LISTEN_FAILED', 500, options);
   }
 }
 

@@ -7,14 +7,27 @@ import { verify } from './verify.js';
 
 const version = VERSION;
 
+/** Each subcommand's usage line and what it does. */
+const SUBCOMMANDS = {
+  serve: ['digestd serve [options]', 'serve the HTTP API'],
+  migrate: [
+    'digestd migrate --from <url> --to <url>',
+    'copy every message between stores, checking each digest',
+  ],
+  verify: ['digestd verify [--store <url>]', 're-hash every stored message; exit 1 if any mismatch'],
+} as const;
+
+const usageLine = (usage: string, what: string) => `  ${usage.padEnd(44)}${what}`;
+
 const USAGE = `digestd ${version}: a content-addressed message store over HTTPS.
 
 Usage:
-  digestd serve [options]                     serve the HTTP API
-  digestd migrate --from <url> --to <url>     copy every message between stores, checking each digest
-  digestd verify [--store <url>]              re-hash every stored message; exit 1 if any mismatch
-  digestd --help                              show this help
-  digestd --version                           print the version
+${Object.values(SUBCOMMANDS)
+  .map(([usage, what]) => usageLine(usage, what))
+  .join('\n')}
+${usageLine('digestd <command> --help', "show a command's own options")}
+${usageLine('digestd --help', 'show this help')}
+${usageLine('digestd --version', 'print the version')}
 
 Options of serve (each also read from its environment variable; flags win):
 ${settingsHelp('serve')}
@@ -49,7 +62,11 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(USAGE);
+    const name = first as keyof typeof SUBCOMMANDS;
+    const [usage, what] = SUBCOMMANDS[name];
+    const env = name === 'serve' ? ' (each also read from its environment variable; flags win)' : '';
+    const sentence = `${what.charAt(0).toUpperCase()}${what.slice(1)}.`;
+    process.stdout.write(`Usage: ${usage}\n\n${sentence}\n\nOptions${env}:\n${settingsHelp(name)}\n`);
     return;
   }
   await command(rest);
@@ -60,8 +77,12 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`digestd: ${error.message}\n`);
     process.exit(EXIT_USAGE);
   }
+  // One sentence: what failed, then why in brackets.
+  const message = error instanceof Error ? error.message : String(error);
   const cause =
-    error instanceof DigestdError && error.cause instanceof Error ? `: ${error.cause.message}` : '';
-  process.stderr.write(`digestd: ${error instanceof Error ? error.message : String(error)}${cause}\n`);
+    error instanceof DigestdError && error.cause instanceof Error
+      ? `${message.replace(/\.$/, '')} (${error.cause.message.replace(/\.$/, '')}).`
+      : message;
+  process.stderr.write(`digestd: ${cause}\n`);
   process.exit(1);
 });

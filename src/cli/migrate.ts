@@ -1,7 +1,7 @@
 import { loadConfig } from '../config.js';
 import { digestOf, formatDigest, type Digest } from '../digest.js';
-import { openStore } from '../store/open.js';
 import { startProgress } from './progress.js';
+import { openCommandStore } from './source.js';
 
 /** Entries read, checked and written per round. */
 const BATCH = 500;
@@ -20,11 +20,14 @@ export async function migrate(argv: readonly string[]): Promise<void> {
     cacheBytes: 0,
     redisWaitReplicas: config.redisWaitReplicas,
   };
-  const source = await openStore({ ...settings, url: config.from! });
-  const target = await openStore({ ...settings, url: config.to! });
+  const source = await openCommandStore('--from', { ...settings, url: config.from!, mustExist: true });
+  const target = await openCommandStore('--to', { ...settings, url: config.to!, mustExist: false }).catch(
+    async (error: unknown) => {
+      await source.close();
+      throw error;
+    },
+  );
   try {
-    await source.ready();
-    await target.ready();
     const progress = startProgress({ label: 'migrate', total: await source.count() });
     let copied = 0;
     let present = 0;

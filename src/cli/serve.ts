@@ -1,5 +1,7 @@
 import cluster from 'node:cluster';
 import { loadConfig, redactConfig, writeTokensOf } from '../config.js';
+import { createDirectory } from '../directory.js';
+import { InvalidConfig, InvalidTlsFiles } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
 import { LISTEN_FILE, removeListenFile, writeListenFile } from '../process/listen-file.js';
@@ -23,6 +25,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv);
   // Settings that need files read are checked here, so a mistake exits 2 instead of crash-looping.
   await writeTokensOf(config);
+  await createDirectory(config.dataDir).catch((error: unknown) => {
+    throw new InvalidConfig([`--data-dir: ${(error as Error).message}`]);
+  });
   const sink = new LogSink({
     file: config.logFile,
     maxSize: config.logMaxSize,
@@ -43,7 +48,11 @@ export async function serve(argv: readonly string[]): Promise<void> {
         httpsPort: () => boundPort,
       })
     : undefined;
-  const tls = await certificates?.start();
+  const tls = await certificates?.start().catch((error: unknown) => {
+    if (error instanceof InvalidTlsFiles)
+      throw new InvalidConfig([`--tls-cert, --tls-key: ${error.message}`]);
+    throw error;
+  });
 
   const closeLog = async () => {
     await sink.close();
@@ -53,7 +62,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
     }
   };
   const fail = (error: Error) => {
-    logger.fatal({ err: error }, error.message);
+    // The supervisor's own stack says nothing; a cause (what ACME answered) does.
+    logger.fatal(error.cause === undefined ? {} : { err: error.cause }, error.message);
     process.stderr.write(`digestd: ${error.message}\n`);
     void certificates?.close();
     void supervisor.stop().finally(() => exitAfter(closeLog, 1));

@@ -1,7 +1,7 @@
 import { loadConfig } from '../config.js';
 import { digestOf, formatDigest } from '../digest.js';
-import { openStore } from '../store/open.js';
 import { startProgress } from './progress.js';
+import { openCommandStore } from './source.js';
 
 /**
  * `digestd verify [--store <url>]`: re-hashes every stored message and reports each one whose
@@ -9,14 +9,14 @@ import { startProgress } from './progress.js';
  */
 export async function verify(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv, undefined, 'verify');
-  const store = await openStore({
+  const store = await openCommandStore('--store', {
+    mustExist: true,
     url: config.store,
     timeoutMs: config.storeTimeout,
     cacheBytes: 0,
     redisWaitReplicas: config.redisWaitReplicas,
   });
   try {
-    await store.ready();
     const progress = startProgress({ label: 'verify', total: await store.count() });
     let checked = 0;
     let mismatched = 0;

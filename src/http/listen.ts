@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { ListenFailed } from '../errors.js';
 
 /** Where to listen. */
 export interface ListenAddress {
@@ -23,9 +24,29 @@ export async function listen(app: FastifyInstance, where: ListenAddress): Promis
     // `::` is dual-stack (IPv6 and IPv4) wherever IPv6 exists; a machine or container without
     // IPv6 refuses the address family, and all IPv4 addresses are then the nearest meaning.
     const code = (error as NodeJS.ErrnoException).code;
-    if (where.host !== '::' || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw error;
-    return bind(app, { host: '0.0.0.0', port: where.port });
+    if (where.host !== '::' || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) {
+      throw listenError(where, error);
+    }
+    return bind(app, { host: '0.0.0.0', port: where.port }).catch((fallback: unknown) => {
+      throw listenError({ host: '0.0.0.0', port: where.port }, fallback);
+    });
   }
+}
+
+/** Why binding failed, for an operator: these fail the same way in every worker and on every retry. */
+const BIND_FAILURES: Record<string, string> = {
+  EADDRINUSE: 'the address is already in use by another program',
+  EACCES: 'permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)',
+  EADDRNOTAVAIL: 'no network interface of this machine has that address',
+  EAFNOSUPPORT: 'this machine does not support that address family',
+};
+
+function listenError(where: ListenAddress, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const meaning = BIND_FAILURES[code];
+  if (meaning === undefined) return error;
+  const host = where.host.includes(':') ? `[${where.host}]` : where.host;
+  return new ListenFailed(`Cannot listen on ${host}:${where.port}: ${meaning} (${code}).`, { cause: error });
 }
 
 async function bind(app: FastifyInstance, where: ListenAddress): Promise<AddressInfo> {

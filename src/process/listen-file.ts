@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { createDirectory } from '../directory.js';
 
 /** The file in the data directory where the primary says where it listens. */
 export const LISTEN_FILE = 'listening.json';
@@ -21,7 +22,7 @@ export interface ListenRecord {
 
 /** Writes the record atomically (a reader never sees half a file), creating the directory. */
 export async function writeListenFile(dataDir: string, record: ListenRecord): Promise<void> {
-  await mkdir(dataDir, { recursive: true });
+  await createDirectory(dataDir);
   const target = path.join(dataDir, LISTEN_FILE);
   const temporary = `${target}.${process.pid}.tmp`;
   await writeFile(temporary, `${JSON.stringify(record)}\n`, { mode: 0o644 });

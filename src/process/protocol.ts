@@ -62,6 +62,8 @@ export interface AwaitingStartMessage {
 export interface StartFailedMessage {
   type: 'start-failed';
   reason: string;
+  /** Every worker would fail the same way (the port is taken): the supervisor stops at once. */
+  permanent: boolean;
 }
 
 export type WorkerMessage = AwaitingStartMessage | StartFailedMessage | LogLinesMessage;

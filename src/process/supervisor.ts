@@ -38,6 +38,8 @@ interface Slot {
   backoffMs: number;
   startFailures: number;
   lastFailure: string | undefined;
+  /** The last worker failed in a way a restart cannot fix (its port is taken). */
+  failedForGood: boolean;
   restartTimer: NodeJS.Timeout | undefined;
   /** The current worker has been told which port to listen on. */
   startSent: boolean;
@@ -83,6 +85,7 @@ export class Supervisor {
       listeningSince: undefined,
       backoffMs: BACKOFF_INITIAL_MS,
       startFailures: 0,
+      failedForGood: false,
       lastFailure: undefined,
       restartTimer: undefined,
       startSent: false,
@@ -180,6 +183,7 @@ export class Supervisor {
         }
         case 'start-failed':
           slot.lastFailure = String(message.reason);
+          slot.failedForGood = message.permanent === true;
           return;
         default:
           for (const hook of this.#hooks.get(message.type) ?? []) hook(message, worker);
@@ -227,7 +231,7 @@ export class Supervisor {
     );
     if (upForMs === undefined) {
       slot.startFailures += 1;
-      if (slot.startFailures >= START_FAILURES_BEFORE_GIVING_UP) {
+      if (slot.failedForGood || slot.startFailures >= START_FAILURES_BEFORE_GIVING_UP) {
         this.#giveUp(slot, code, signal);
         return;
       }
@@ -246,9 +250,11 @@ export class Supervisor {
 
   #giveUp(slot: Slot, code: number | null, signal: NodeJS.Signals | null): void {
     const reason = slot.lastFailure ?? `worker exited ${signal ? `on ${signal}` : `with code ${code}`}`;
-    const error = new Error(
-      `workers keep failing at start-up (${slot.startFailures} times in a row), giving up: ${reason}`,
-    );
+    const error = slot.failedForGood
+      ? new Error(reason)
+      : new Error(
+          `workers keep failing at start-up (${slot.startFailures} times in a row), giving up: ${reason}`,
+        );
     this.#stopping = true;
     for (const each of this.#slots) clearTimeout(each.restartTimer);
     if (!this.#started && this.#startWaiter) this.#startWaiter.reject(error);

@@ -5,6 +5,7 @@ import { AlpnChallenges } from '../http/tls/alpn-challenges.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { addressUrl, listen } from '../http/listen.js';
+import { ListenFailed } from '../errors.js';
 import { createServer } from '../server.js';
 import { answerMetricsCollection, metricsText } from './metrics.js';
 import { isMessage, type PrimaryMessage, type StartMessage, type WorkerMessage } from './protocol.js';
@@ -88,8 +89,15 @@ export function runClusterWorker(): void {
       const bound = await listen(app, { host: config.host, port: message.port });
       logger.info(`worker listening at ${addressUrl(bound, message.tls !== undefined)}`);
     } catch (error) {
-      logger.fatal({ err: error }, 'the worker could not start');
-      sendToPrimary({ type: 'start-failed', reason: describeError(error) });
+      const permanent = error instanceof ListenFailed;
+      // A taken port is a fact about the machine, not a bug: its one sentence is the whole story.
+      if (permanent) logger.fatal(`the worker could not start: ${error.message}`);
+      else logger.fatal({ err: error }, 'the worker could not start');
+      sendToPrimary({
+        type: 'start-failed',
+        reason: permanent ? error.message : describeError(error),
+        permanent,
+      });
       exitAfter(flush, 1);
     }
   };

@@ -1,16 +1,20 @@
-import { mkdir, statfs } from 'node:fs/promises';
+import { stat, statfs } from 'node:fs/promises';
+import path from 'node:path';
 import { constants } from 'node:os';
 import { Readable } from 'node:stream';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import type { Digest } from '../digest.js';
-import { DigestdError, InsufficientStorage, StoreUnavailable } from '../errors.js';
+import { DigestdError, InsufficientStorage, StoreNotFound, StoreUnavailable } from '../errors.js';
+import { createDirectory } from '../directory.js';
 import { DEFAULT_STORE_TIMEOUT_MS, withDeadline } from './deadline.js';
 import type { MessageStore } from './types.js';
 
 /** Options of the embedded LMDB store. */
 export interface LmdbStoreOptions {
-  /** Directory holding the LMDB environment (created if missing). */
+  /** Directory holding the LMDB environment (created if missing, unless `mustExist`). */
   path: string;
+  /** Refuse (StoreNotFound) a directory without an LMDB environment instead of creating one. */
+  mustExist?: boolean;
   /**
    * Maximum size the memory map may grow to, in bytes. LMDB grows the file on demand up to this.
    * @default 1 TiB (address space only; the file holds just what is stored)
@@ -73,8 +77,14 @@ export class LmdbStore implements MessageStore {
 
   /** Opens (creating if needed) the LMDB environment in `options.path`. */
   static async open(options: LmdbStoreOptions): Promise<LmdbStore> {
+    if (options.mustExist === true) {
+      const found = await stat(path.join(options.path, 'data.mdb')).catch(() => undefined);
+      if (found === undefined) {
+        throw new StoreNotFound(`There is no LMDB store at ${options.path} (no data.mdb there).`);
+      }
+    }
     try {
-      await mkdir(options.path, { recursive: true });
+      await createDirectory(options.path);
       const root = openLmdb<string, Digest>({
         path: options.path,
         // Always a directory, even when its name has a dot (lmdb-js would otherwise take it for a file).

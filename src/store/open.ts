@@ -15,6 +15,8 @@ export interface StoreOptions {
   redisWaitReplicas: number | undefined;
   /** Receives what a store reports outside any request (a Redis Cluster's topology changes). */
   logger?: StoreLogger | undefined;
+  /** A store to read from: an LMDB path without a store is refused (StoreNotFound), not created. */
+  mustExist?: boolean;
 }
 
 /**
@@ -31,7 +33,7 @@ export async function openStore(options: StoreOptions, counters?: CacheCounters)
   switch (location.kind) {
     case 'lmdb': {
       const { LmdbStore } = await import('./lmdb.js');
-      return LmdbStore.open({ path: location.path, timeoutMs });
+      return LmdbStore.open({ path: location.path, timeoutMs, mustExist: options.mustExist });
     }
     case 'postgres': {
       const { createPostgresStore } = await import('./postgres.js');

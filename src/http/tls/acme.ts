@@ -1,12 +1,13 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
 import * as acme from 'acme-client';
 import type { Logger } from '../../log/logger.js';
 import { writeAtomically } from './local-ca.js';
+import { createDirectory } from '../../directory.js';
 import type { TlsMaterial } from './material.js';
 import { runAt, type LongTimer } from './timer.js';
 
@@ -187,7 +188,7 @@ export class AcmeCertificates {
           return Promise.resolve();
         },
       });
-      await mkdir(this.#paths.directory, { recursive: true, mode: 0o700 });
+      await createDirectory(this.#paths.directory, 0o700);
       await writeAtomically(this.#paths.key, key.toString(), 0o600);
       await writeAtomically(this.#paths.cert, cert, 0o644);
       const material = this.#material(cert, key.toString());
@@ -248,7 +249,7 @@ export class AcmeCertificates {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
-    await mkdir(this.#paths.directory, { recursive: true, mode: 0o700 });
+    await createDirectory(this.#paths.directory, 0o700);
     const key = await acme.crypto.createPrivateEcdsaKey();
     await writeAtomically(this.#paths.accountKey, key.toString(), 0o600);
     return key;

@@ -4,11 +4,12 @@ import {
   webcrypto,
   X509Certificate as NodeX509Certificate,
 } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
+import { createDirectory } from '../../directory.js';
 
 // @peculiar/x509 uses node's global webcrypto (globalThis.crypto) by default.
 type CryptoKey = webcrypto.CryptoKey;
@@ -82,7 +83,7 @@ export async function ensureLocalCertificate(options: LocalCertificateOptions): 
   const now = options.now ?? new Date();
   const names = wantedNames(options.extraNames);
   const changes: string[] = [];
-  await mkdir(paths.directory, { recursive: true, mode: 0o700 });
+  await createDirectory(paths.directory, 0o700);
 
   let ca = await readCa(paths);
   let upgraded = false;

@@ -1,5 +1,6 @@
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { InvalidTlsFiles } from '../../errors.js';
 import { ensureLocalCertificate } from './local-ca.js';
 
 /** A certificate chain and its private key, in PEM, with where they came from. */
@@ -55,8 +56,39 @@ export async function loadTlsMaterial(options: TlsOptions): Promise<TlsMaterial>
 }
 
 async function readOperatorPair(certPath: string, keyPath: string): Promise<TlsMaterial> {
-  const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
-  // Fail early with a clear message rather than at the first handshake.
-  const leaf = new X509Certificate(cert);
+  const [cert, key] = await Promise.all([readPem(certPath, 'certificate'), readPem(keyPath, 'private key')]);
+  // Fail early, naming the file, rather than at the first handshake.
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch (error) {
+    throw new InvalidTlsFiles(
+      `The TLS certificate ${certPath} is not a PEM certificate (${openSslReason(error)}).`,
+    );
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (error) {
+    throw new InvalidTlsFiles(`The TLS key ${keyPath} is not a PEM private key (${openSslReason(error)}).`);
+  }
+  if (!leaf.checkPrivateKey(privateKey)) {
+    throw new InvalidTlsFiles(`The TLS key ${keyPath} does not belong to the certificate ${certPath}.`);
+  }
   return { cert, key, certPath, keyPath, caPath: undefined, notAfter: new Date(leaf.validTo), changes: [] };
+}
+
+async function readPem(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    const reason = /^[A-Z]+: ([^,]+)/.exec((error as Error).message)?.[1] ?? (error as Error).message;
+    throw new InvalidTlsFiles(`Cannot read the TLS ${what} ${file}: ${reason}.`);
+  }
+}
+
+/** "error:0480006C:PEM routines::no start line" -> "no start line" */
+function openSslReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('::').at(-1) ?? message;
 }

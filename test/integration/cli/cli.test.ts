@@ -1,19 +1,23 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { DIGESTD_BIN, startServer } from '../../helpers/server.js';
+import { makeCertificate } from '../../helpers/certificates.js';
+import { DIGESTD_BIN, startServer, temporaryDirectory } from '../../helpers/server.js';
 
 const run = promisify(execFile);
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
 
-async function digestd(args: string[], env: Record<string, string> = {}) {
+async function digestd(args: string[], env: Record<string, string> = {}, timeout = 60_000) {
   try {
     const { stdout, stderr } = await run(process.execPath, [DIGESTD_BIN, ...args], {
       env: { ...process.env, ...env },
+      timeout,
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -65,7 +69,7 @@ describe('digestd command line', () => {
     assert.match(result.stderr, /colour/);
   });
 
-  it('a port already in use makes serve exit non-zero with the reason', async () => {
+  it('a port already in use stops serve with exit 1 and one line naming the address, no retries or stacks', async () => {
     const first = await startServer();
     try {
       const result = await digestd([
@@ -74,13 +78,104 @@ describe('digestd command line', () => {
         '127.0.0.1',
         '--port',
         String(first.port),
+        '--workers',
+        '2',
         '--data-dir',
         first.dataDir + '-second',
       ]);
-      assert.notEqual(result.code, 0);
-      assert.match(result.stderr, /EADDRINUSE/);
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr,
+        `digestd: Cannot listen on 127.0.0.1:${first.port}: the address is already in use by another program (EADDRINUSE).\n`,
+      );
+      const lines = result.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.ok(lines.length > 0);
+      // Each of the two workers is started once; none is restarted after the port was found taken.
+      assert.ok(lines.filter((line) => line.msg === 'worker started').length <= 2);
+      assert.deepEqual(
+        lines.filter((line) => String(line.msg).startsWith('restarting worker')),
+        [],
+      );
+      assert.ok(!result.stdout.includes('"stack"'), 'no stack trace in the log');
     } finally {
       await first.stop();
+    }
+  });
+
+  it('a data directory that cannot be created stops serve with exit 2, naming it', async () => {
+    // Node's recursive mkdir never returns under /proc (it creates the parent again, for ever).
+    const result = await digestd(['serve', '--data-dir', '/proc/digestd-nope', '--port', '0'], {}, 10_000);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      'digestd: Invalid configuration:\n  --data-dir: Cannot create the directory /proc/digestd-nope: no such file or directory.\n',
+    );
+  });
+
+  it("a TLS file that is missing, not PEM, or not the certificate's key stops serve with exit 2, naming the file", async () => {
+    const directory = await temporaryDirectory('digestd-tls-files-');
+    const file = (name: string) => path.join(directory, name);
+    const [mine, other] = await Promise.all([makeCertificate('mine'), makeCertificate('other')]);
+    await Promise.all([
+      writeFile(file('cert.pem'), mine.cert),
+      writeFile(file('key.pem'), mine.key),
+      writeFile(file('other-key.pem'), other.key),
+      writeFile(file('garbage.pem'), 'not a certificate\n'),
+    ]);
+    const cases: [string, string, string][] = [
+      [
+        'missing.pem',
+        'key.pem',
+        `Cannot read the TLS certificate ${file('missing.pem')}: no such file or directory.`,
+      ],
+      [
+        'garbage.pem',
+        'key.pem',
+        `The TLS certificate ${file('garbage.pem')} is not a PEM certificate (no start line).`,
+      ],
+      [
+        'cert.pem',
+        'garbage.pem',
+        `The TLS key ${file('garbage.pem')} is not a PEM private key (unsupported).`,
+      ],
+      [
+        'cert.pem',
+        'other-key.pem',
+        `The TLS key ${file('other-key.pem')} does not belong to the certificate ${file('cert.pem')}.`,
+      ],
+    ];
+    try {
+      for (const [cert, key, expected] of cases) {
+        const result = await digestd([
+          'serve',
+          ...['--tls-cert', file(cert), '--tls-key', file(key), '--port', '0', '--data-dir', directory],
+        ]);
+        assert.equal(result.code, 2, result.stderr);
+        assert.equal(
+          result.stderr,
+          `digestd: Invalid configuration:\n  --tls-cert, --tls-key: ${expected}\n`,
+        );
+      }
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('migrate --help and verify --help print their own options', async () => {
+    const migrate = await digestd(['migrate', '--help']);
+    assert.equal(migrate.code, 0);
+    assert.match(migrate.stdout, /^Usage: digestd migrate --from <url> --to <url>/);
+    for (const flag of ['--from', '--to', '--store-timeout']) assert.ok(migrate.stdout.includes(flag), flag);
+    const verify = await digestd(['verify', '-h']);
+    assert.equal(verify.code, 0);
+    assert.match(verify.stdout, /^Usage: digestd verify/);
+    assert.ok(verify.stdout.includes('--store '));
+    for (const output of [migrate.stdout, verify.stdout]) {
+      assert.ok(!output.includes('--port'), 'no setting of serve');
+      assert.ok(!output.includes('Options of serve'));
     }
   });
 

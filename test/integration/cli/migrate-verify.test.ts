@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -160,6 +160,31 @@ describe('digestd migrate and verify', { skip: skip ?? false }, () => {
       '300',
     ]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /redis store/);
+    assert.match(
+      result.stderr,
+      /^digestd: Cannot reach the store redis:\/\/127\.0\.0\.1:1 \(--from\): [^\n]+\.\n$/,
+    );
+  });
+
+  it('refuses a source LMDB path that holds no store with exit 2, naming it, and creates nothing', async () => {
+    const missing = `${directory}/mistyped`;
+    const verify = await digestd(['verify', '--store', `lmdb:${missing}`]);
+    assert.equal(verify.code, 2);
+    assert.equal(
+      verify.stderr,
+      `digestd: Invalid configuration:\n  --store: There is no LMDB store at ${missing} (no data.mdb there).\n`,
+    );
+    const migrate = await digestd([
+      'migrate',
+      '--from',
+      `lmdb:${missing}`,
+      '--to',
+      `lmdb:${directory}/target`,
+    ]);
+    assert.equal(migrate.code, 2);
+    assert.match(migrate.stderr, /--from: There is no LMDB store at \S+mistyped/);
+    for (const path of [missing, `${directory}/target`]) {
+      await assert.rejects(stat(path), { code: 'ENOENT' }, `${path} was not created`);
+    }
   });
 });

@@ -1,0 +1,38 @@
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * Creates `directory` and its missing parents, one level at a time, and rejects with a sentence
+ * naming the directory and the cause. Node's `mkdir(..., { recursive: true })` never returns where
+ * a filesystem refuses new entries with ENOENT (procfs, sysfs): it creates the parent again and
+ * retries for ever.
+ */
+export async function createDirectory(directory: string, mode?: number): Promise<void> {
+  const missing: string[] = [];
+  for (let current = path.resolve(directory); ; current = path.dirname(current)) {
+    const found = await stat(current).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw directoryError(directory, error);
+    });
+    if (found !== undefined) {
+      if (!found.isDirectory())
+        throw new Error(`Cannot create the directory ${directory}: ${current} is not a directory.`);
+      break;
+    }
+    missing.unshift(current);
+    if (current === path.dirname(current)) break;
+  }
+  for (const each of missing) {
+    await mkdir(each, { mode }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw directoryError(directory, error);
+    });
+  }
+}
+
+function directoryError(directory: string, error: NodeJS.ErrnoException): Error {
+  // "ENOENT: no such file or directory, mkdir '/proc/nope'" -> "no such file or directory"
+  const reason = /^[A-Z]+: ([^,]+)/.exec(error.message)?.[1] ?? error.message;
+  const where =
+    error.path !== undefined && error.path !== path.resolve(directory) ? ` (at ${error.path})` : '';
+  return new Error(`Cannot create the directory ${directory}: ${reason}${where}.`, { cause: error });
+}
