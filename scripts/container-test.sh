@@ -67,15 +67,17 @@ node_version=$("$node_binary" --version)
 npm_root=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
 # The machine's trust goes with its CA bundle: where the npm registry is reached through a
 # TLS-inspecting proxy, npm ci inside the build needs it too.
-base_recipe="node $node_version, system CA bundle via NODE_EXTRA_CA_CERTS"
+base_recipe="node $node_version, system CA bundle via NODE_EXTRA_CA_CERTS, / mode 0755"
 cache_dir=/var/cache/digestd-ci
-rootfs_tar="$cache_dir/node-20-bookworm-slim-$node_version.tar"
+rootfs_tar="$cache_dir/node-20-bookworm-slim-$node_version-root-0755.tar"
 if [ "$("${podman[@]}" image inspect --format '{{ index .Labels "digestd.ci.base" }}' "$BASE_IMAGE" 2>/dev/null)" = "$base_recipe" ]; then
   step "base image $BASE_IMAGE ($base_recipe) already built"
 else
   if [ ! -s "$rootfs_tar" ]; then
     step "building the base image's root: debootstrap bookworm minbase + Node $node_version"
     rootfs=$(mktemp -d /var/tmp/digestd-base-XXXXXX)
+    # mktemp -d makes it 0700, and it becomes the image's / : the node user could not reach /usr/bin.
+    chmod 0755 "$rootfs"
     # node links libstdc++; the official image has it too.
     debootstrap --variant=minbase --include=libstdc++6 bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null ||
       cannot "debootstrap from $DEBIAN_MIRROR failed (is Debian's mirror reachable?)"
