@@ -2,7 +2,7 @@ import type { HttpsOptions } from './http/connection.js';
 import type { FastifyInstance } from 'fastify';
 import { writeTokensOf, type Config } from './config.js';
 import { buildApp, buildMetricsApp } from './http/app.js';
-import { addressUrl, listen } from './http/listen.js';
+import { addressUrl, drain, listen } from './http/listen.js';
 import type { Logger } from './log/logger.js';
 import { collectProcessMetrics, localMetricsText, metrics } from './metrics.js';
 import { instrumentStore } from './store/instrumented.js';
@@ -123,6 +123,8 @@ export interface MetricsListenerOptions {
   logger: Logger;
   /** Produces the Prometheus text (in the primary: every worker's, aggregated). */
   collect: () => Promise<string>;
+  /** How long close() waits for scrapes under way, in ms. */
+  shutdownTimeoutMs: number;
 }
 
 /**
@@ -133,5 +135,5 @@ export async function startMetricsListener(options: MetricsListenerOptions): Pro
   const app = buildMetricsApp({ logger: options.logger, collect: options.collect });
   const address = addressUrl(await listen(app, { host: options.host, port: options.port }), false);
   options.logger.info(`metrics at ${address}`);
-  return { address, close: () => app.close() };
+  return { address, close: () => drain(app, { timeoutMs: options.shutdownTimeoutMs }) };
 }

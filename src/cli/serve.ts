@@ -114,6 +114,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
       port: config.metricsPort,
       logger,
       collect: primaryMetrics.collect,
+      shutdownTimeoutMs: config.shutdownTimeout * 1000,
     });
     logger.info({ metricsAddress: metricsListener.address }, `metrics on ${metricsListener.address}/metrics`);
   }

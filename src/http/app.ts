@@ -87,7 +87,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
     ...(http.trustProxy && http.trustProxy.length > 0 && { trustProxy: [...http.trustProxy] }),
     requestIdHeader: false,
     bodyLimit: bodyLimitFor(http.maxMessageBytes),
-    return503OnClosing: true,
+    // The listener is drained before the app closes (drain in src/http/listen.ts), so no request
+    // should reach a closing app; one that did would get a real answer in our shape, not
+    // Fastify's bare 503 without our headers.
+    return503OnClosing: false,
     clientErrorHandler: answerClientErrors({ tls }),
     // Long URLs answer 414 in one place (rejectLongUrls below); a long digest is just not found.
     routerOptions: { maxParamLength: connection.maxUrlBytes },
@@ -142,7 +145,8 @@ export function buildMetricsApp(options: MetricsAppOptions): FastifyInstance {
   const serverOptions: FastifyServerOptions = {
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // Drained before it closes, as the public listener is.
+    return503OnClosing: false,
   };
   const app = fastify(serverOptions);
   void app.register(responseHeaders, { tls: false });

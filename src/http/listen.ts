@@ -1,4 +1,5 @@
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { ListenFailed } from '../errors.js';
 
@@ -15,9 +16,11 @@ export interface ListenAddress {
  * os.networkInterfaces(), which opens a netlink socket. Under the systemd unit's
  * RestrictAddressFamilies (no AF_NETLINK) that socket(2) fails with EAFNOSUPPORT and listen()
  * rejects although the port is bound, so every worker died at start. The caller logs the address.
+ * Since Fastify did not listen, its close() leaves the server open: stop the app with drain().
  */
 export async function listen(app: FastifyInstance, where: ListenAddress): Promise<AddressInfo> {
   await app.ready();
+  trackResponses(app.server);
   try {
     return await bind(app, where);
   } catch (error) {
@@ -73,4 +76,87 @@ async function bind(app: FastifyInstance, where: ListenAddress): Promise<Address
 export function addressUrl(address: AddressInfo, tls: boolean): string {
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `${tls ? 'https' : 'http'}://${host}:${address.port}`;
+}
+
+/**
+ * How long a drain leaves an idle keep-alive connection open, in ms. A client that has just had
+ * an answer may be sending its next request on the connection already (a busy client takes a
+ * while); closed under it, that request is reset, and a POST is not retried. Within the grace it
+ * is answered, with `Connection: close`.
+ */
+export const DRAIN_IDLE_GRACE_MS = 1000;
+
+/** The answers a listening server has under way, and whether it is draining. */
+interface Drainable {
+  responses: Set<ServerResponse>;
+  draining: boolean;
+  /** Closes the connections idle by then, DRAIN_IDLE_GRACE_MS from now. */
+  closeIdleLater: () => void;
+}
+
+const drainables = new WeakMap<Server, Drainable>();
+
+/**
+ * Keeps the answers under way, so that a drain can make each the last of its connection. The
+ * listener runs before Fastify's handler, so an answer begun while draining is already marked.
+ */
+function trackResponses(server: Server): void {
+  if (drainables.has(server)) return;
+  const state: Drainable = {
+    responses: new Set(),
+    draining: false,
+    closeIdleLater: () => setTimeout(() => server.closeIdleConnections(), DRAIN_IDLE_GRACE_MS).unref(),
+  };
+  drainables.set(server, state);
+  server.prependListener('request', (_request: IncomingMessage, response: ServerResponse) => {
+    if (state.draining) response.shouldKeepAlive = false;
+    state.responses.add(response);
+    response.once('finish', () => {
+      // Its headers went out before the drain began, promising keep-alive: its connection is
+      // now idle, and gets the same grace as those idle when the drain began.
+      if (state.draining && response.shouldKeepAlive) state.closeIdleLater();
+    });
+    response.once('close', () => state.responses.delete(response));
+  });
+}
+
+/** Options of drain. */
+export interface DrainOptions {
+  /** How long in-flight requests may take, in ms; then the connections still open are closed. */
+  timeoutMs: number;
+  /** Called when the timeout closes connections, with how many answers were still under way. */
+  onTimeout?: (unanswered: number) => void;
+}
+
+/**
+ * Stops an app that listen() bound without cutting off a request. It stops accepting; every
+ * request already received, or arriving on an open connection meanwhile, is answered with
+ * `Connection: close`, so that its connection ends after it; idle keep-alive connections are
+ * closed after DRAIN_IDLE_GRACE_MS. Once no connection is left, or at the timeout, it closes the
+ * app, whose onClose hooks close the store after the last answer. Fastify's own close does not
+ * fit: it closes the store while requests still run, and never closes a server it did not bind.
+ */
+export async function drain(app: FastifyInstance, options: DrainOptions): Promise<void> {
+  const server = app.server;
+  const state = drainables.get(server);
+  if (state !== undefined && server.listening) {
+    state.draining = true;
+    for (const response of state.responses) {
+      if (!response.headersSent) response.shouldKeepAlive = false;
+    }
+    const timer = setTimeout(() => {
+      options.onTimeout?.(state.responses.size);
+      server.closeAllConnections();
+    }, options.timeoutMs);
+    state.closeIdleLater();
+    try {
+      // net.Server's close() stops accepting and resolves once the last connection has closed.
+      // node:http's own close() would also close the idle connections at once, with no grace,
+      // and stop checking the header and request timeouts, which still apply while draining.
+      await new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  await app.close();
 }

@@ -8,6 +8,12 @@ export interface ShutdownOptions {
   flush?: () => Promise<void>;
   /** Runs before an immediate exit on a second signal (e.g. kill the workers). */
   abort?: () => void;
+  /**
+   * What a signal does once the shutdown has begun: `exit` at once with status 1 (an operator
+   * insisting), or `ignore` it (a worker, which gets a copy of every signal sent to its process
+   * group; the primary gets one too and decides). @default 'exit'
+   */
+  repeatedSignal?: 'exit' | 'ignore';
 }
 
 /** Starts a graceful shutdown as if a signal had arrived; a second call does nothing. */
@@ -15,7 +21,8 @@ export type ShutdownTrigger = (reason: string) => void;
 
 /**
  * On SIGTERM or SIGINT: run `stop`, flush the logs and exit 0. A second signal exits at once with
- * status 1. Returns a trigger for other reasons to shut down (e.g. a message from the primary).
+ * status 1 (or is ignored, per `repeatedSignal`). Returns a trigger for other reasons to shut
+ * down (e.g. a message from the primary); a signal after it counts as a second one.
  */
 export function onShutdownSignal(logger: Logger, options: ShutdownOptions): ShutdownTrigger {
   const flush = options.flush ?? (() => new Promise<void>((resolve) => logger.flush(() => resolve())));
@@ -35,6 +42,10 @@ export function onShutdownSignal(logger: Logger, options: ShutdownOptions): Shut
     );
   };
   const handle = (signal: NodeJS.Signals) => {
+    if (stopping && options.repeatedSignal === 'ignore') {
+      logger.info({ signal }, 'already shutting down: the signal changes nothing');
+      return;
+    }
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting at once');
       options.abort?.();

@@ -4,7 +4,7 @@ import { secureContextOptions } from '../http/connection.js';
 import { AlpnChallenges } from '../http/tls/alpn-challenges.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { addressUrl, listen } from '../http/listen.js';
+import { addressUrl, drain, listen } from '../http/listen.js';
 import { ListenFailed } from '../errors.js';
 import { createServer } from '../server.js';
 import { answerMetricsCollection, metricsText } from './metrics.js';
@@ -58,6 +58,11 @@ export function runClusterWorker(): void {
   process.on('uncaughtException', crash);
   // The primary coordinates reloads; a SIGHUP meant for the process group must not kill a worker.
   process.on('SIGHUP', () => {});
+  // Until it serves, a worker has nothing to drain: a SIGINT or SIGTERM (often the group's copy
+  // of a Ctrl-C during start-up) ends it at once, with status 0 like any requested stop.
+  const beforeServing = () => exitAfter(flush, 0);
+  process.on('SIGINT', beforeServing);
+  process.on('SIGTERM', beforeServing);
 
   const start = async (message: StartMessage) => {
     const { config } = message;
@@ -82,9 +87,20 @@ export function runClusterWorker(): void {
         collectMetrics: () => metricsText(),
       }));
       const serving = app;
+      process.off('SIGINT', beforeServing);
+      process.off('SIGTERM', beforeServing);
       shutdown = onShutdownSignal(logger, {
-        stop: () => closeWithin(serving, workerLogger, config.shutdownTimeout * 1000),
+        stop: () =>
+          drain(serving, {
+            timeoutMs: config.shutdownTimeout * 1000,
+            onTimeout: (unanswered) =>
+              workerLogger.warn({ unanswered }, 'shutdown timeout: closing the connections still open'),
+          }),
         flush,
+        // A signal to the process group (Ctrl-C, kill -- -PGID) reaches the worker and the primary,
+        // whose shutdown message follows in either order: all of it is one drain. A second Ctrl-C
+        // reaches the primary too, which then kills the workers at once.
+        repeatedSignal: 'ignore',
       });
       const bound = await listen(app, { host: config.host, port: message.port });
       logger.info(`worker listening at ${addressUrl(bound, message.tls !== undefined)}`);
@@ -147,20 +163,4 @@ export function runClusterWorker(): void {
     }
   });
   sendToPrimary({ type: 'awaiting-start' });
-}
-
-/**
- * Stops accepting and waits for in-flight requests; after `timeoutMs` closes the connections that
- * remain. The store is closed last (an onClose hook), so every acknowledged write is on disk.
- */
-async function closeWithin(app: FastifyInstance, logger: Logger, timeoutMs: number): Promise<void> {
-  const timer = setTimeout(() => {
-    logger.warn({ timeoutMs }, 'shutdown timeout: closing the connections still open');
-    app.server.closeAllConnections();
-  }, timeoutMs);
-  try {
-    await app.close();
-  } finally {
-    clearTimeout(timer);
-  }
 }
