@@ -25,40 +25,43 @@ async function descendants(pid: number): Promise<number[]> {
 }
 
 describe('npm start', () => {
-  it('stops digestd and its workers when npm itself gets SIGTERM', async () => {
-    const dataDir = await temporaryDirectory();
-    const npm = spawn(
-      'npm',
-      [
-        'start',
-        '--',
-        '--no-tls',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--workers',
-        '2',
-        '--data-dir',
-        dataDir,
-      ],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    npm.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    for (let waited = 0; !output.includes('digestd listening') && waited < 300; waited++) await sleep(100);
-    assert.match(output, /digestd listening/);
-    const tree = await descendants(npm.pid!);
-    assert.ok(tree.length >= 3, `digestd's primary and two workers run under npm: ${tree.join(' ')}`);
-    npm.kill('SIGTERM');
-    let left = tree;
-    for (let waited = 0; left.length > 0 && waited < 150; waited++) {
-      await sleep(100);
-      left = (await Promise.all(tree.map(async (pid) => ((await alive(pid)) ? pid : 0)))).filter(
-        (pid) => pid,
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`stops digestd and its workers when npm itself gets ${signal}`, async () => {
+      const dataDir = await temporaryDirectory();
+      const npm = spawn(
+        'npm',
+        [
+          'start',
+          '--',
+          '--no-tls',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          '0',
+          '--workers',
+          '2',
+          '--data-dir',
+          dataDir,
+        ],
+        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
       );
-    }
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    assert.deepEqual(left, [], 'nothing is left serving');
-  });
+      let output = '';
+      npm.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      for (let waited = 0; !output.includes('digestd listening') && waited < 300; waited++) await sleep(100);
+      assert.match(output, /digestd listening/);
+      const tree = await descendants(npm.pid!);
+      assert.ok(tree.length >= 3, `digestd's primary and two workers run under npm: ${tree.join(' ')}`);
+      npm.kill(signal);
+      let left = tree;
+      for (let waited = 0; left.length > 0 && waited < 150; waited++) {
+        await sleep(100);
+        left = (await Promise.all(tree.map(async (pid) => ((await alive(pid)) ? pid : 0)))).filter(
+          (pid) => pid,
+        );
+      }
+      for (const pid of left) process.kill(pid, 'SIGKILL');
+      assert.deepEqual(left, [], 'nothing is left serving');
+      assert.match(output, /"msg":"stopped"/, 'digestd drained before it exited');
+    });
+  }
 });
