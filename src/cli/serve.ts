@@ -1,4 +1,3 @@
-import cluster from 'node:cluster';
 import { loadConfig, redactConfig, writeTokensOf } from '../config.js';
 import { createDirectory } from '../directory.js';
 import { InvalidConfig, InvalidTlsFiles } from '../errors.js';
@@ -9,19 +8,14 @@ import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
 import { servePrimaryMetrics } from '../process/metrics.js';
 import { CertificateKeeper } from '../process/certificates.js';
 import { Supervisor } from '../process/supervisor.js';
-import { runClusterWorker } from '../process/worker.js';
 import { startMetricsListener, type MetricsListener } from '../server.js';
 
 /**
  * `digestd serve [options]`: this process is the primary. It loads the configuration, makes the
  * TLS certificate once, forks `--workers` workers that share the port and supervises them until
- * SIGTERM or SIGINT. Forked workers run this same command and take their settings from the primary.
+ * SIGTERM or SIGINT. Workers run process/worker-main.ts and take their settings from the primary.
  */
 export async function serve(argv: readonly string[]): Promise<void> {
-  if (cluster.isWorker) {
-    runClusterWorker();
-    return;
-  }
   const config = loadConfig(argv);
   // Settings that need files read are checked here, so a mistake exits 2 instead of crash-looping.
   await writeTokensOf(config);

@@ -4,6 +4,13 @@ import { AggregatorRegistry } from 'prom-client';
 import { MetricsUnavailable } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { localMetricsText, supervisorRegistry, workerRegistry } from '../metrics.js';
+import {
+  isMessage,
+  type MetricsCollectedMessage,
+  type MetricsCollectMessage,
+  type MetricsScrapedMessage,
+  type MetricsScrapeMessage,
+} from './protocol.js';
 
 /**
  * Metrics across processes. In a node:cluster deployment every worker counts in its own registry;
@@ -25,30 +32,19 @@ import { localMetricsText, supervisorRegistry, workerRegistry } from '../metrics
  *            route uses `metricsText()`, which asks the primary when running as a cluster worker.
  */
 
-/** Primary -> worker: send your registry as JSON. */
-const COLLECT = 'digestd:metrics:collect';
-/** Worker -> primary: the registry as JSON (or an error). */
-const COLLECTED = 'digestd:metrics:collected';
-/** Worker -> primary: send me the aggregated text (a scrape on the public port). */
-const SCRAPE = 'digestd:metrics:scrape';
-/** Primary -> worker: the aggregated text (or an error). */
-const SCRAPED = 'digestd:metrics:scraped';
+const COLLECT: MetricsCollectMessage['type'] = 'digestd:metrics:collect';
+const COLLECTED: MetricsCollectedMessage['type'] = 'digestd:metrics:collected';
+const SCRAPE: MetricsScrapeMessage['type'] = 'digestd:metrics:scrape';
+const SCRAPED: MetricsScrapedMessage['type'] = 'digestd:metrics:scraped';
 
-interface MetricsMessage {
-  type: string;
-  id: string;
-  metrics?: unknown;
-  text?: string;
-  error?: string;
-}
+type MetricsMessage =
+  MetricsCollectMessage | MetricsCollectedMessage | MetricsScrapeMessage | MetricsScrapedMessage;
 
-function isMetricsMessage(message: unknown, type: string): message is MetricsMessage {
-  return (
-    typeof message === 'object' &&
-    message !== null &&
-    (message as { type?: unknown }).type === type &&
-    typeof (message as { id?: unknown }).id === 'string'
-  );
+function isMetricsMessage<Type extends MetricsMessage['type']>(
+  message: unknown,
+  type: Type,
+): message is Extract<MetricsMessage, { type: Type }> {
+  return isMessage(message) && message.type === type && typeof (message as { id?: unknown }).id === 'string';
 }
 
 /** A send on a closed IPC channel calls back with the error instead of emitting it. */
@@ -136,7 +132,7 @@ export interface PrimaryMetricsOptions {
 export function servePrimaryMetrics(options: PrimaryMetricsOptions): PrimaryMetrics {
   const timeoutMs = options.timeoutMs ?? METRICS_TIMEOUT_MS;
   const listening = new Set<Worker>();
-  const pending = new Map<string, (message: MetricsMessage) => void>();
+  const pending = new Map<string, (message: MetricsCollectedMessage) => void>();
 
   const onListening = (worker: Worker) => void listening.add(worker);
   const onExit = (worker: Worker) => void listening.delete(worker);
@@ -196,7 +192,7 @@ export function servePrimaryMetrics(options: PrimaryMetricsOptions): PrimaryMetr
   };
 }
 
-function sendIfConnected(worker: Worker, message: MetricsMessage): boolean {
+function sendIfConnected(worker: Worker, message: MetricsCollectMessage | MetricsScrapedMessage): boolean {
   if (!worker.isConnected()) return false;
   try {
     worker.send(message);

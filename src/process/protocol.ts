@@ -3,7 +3,8 @@ import type { LogLinesMessage } from '../log/ipc.js';
 
 /**
  * Messages between the primary and its workers over the node:cluster IPC channel. Every message
- * is an object with a `type`; types not listed here are handed to the supervisor's message hooks.
+ * is an object with a `type`. The supervisor handles the lifecycle and log messages; process/metrics.ts
+ * the metrics ones.
  */
 
 /** Primary -> worker: what to serve. Sent once the worker asks for it. */
@@ -50,8 +51,28 @@ export interface ShutdownMessage {
   type: 'shutdown';
 }
 
+/** Primary -> worker: send your metrics registry as JSON, answering with this id. */
+export interface MetricsCollectMessage {
+  type: 'digestd:metrics:collect';
+  id: string;
+}
+
+/** Primary -> worker: the aggregated metrics text the worker asked for (or why there is none). */
+export interface MetricsScrapedMessage {
+  type: 'digestd:metrics:scraped';
+  id: string;
+  text?: string;
+  error?: string;
+}
+
 export type PrimaryMessage =
-  StartMessage | TlsMessage | AlpnChallengeMessage | AlpnChallengeDoneMessage | ShutdownMessage;
+  | StartMessage
+  | TlsMessage
+  | AlpnChallengeMessage
+  | AlpnChallengeDoneMessage
+  | ShutdownMessage
+  | MetricsCollectMessage
+  | MetricsScrapedMessage;
 
 /** Worker -> primary: the worker listens for messages and waits for its StartMessage. */
 export interface AwaitingStartMessage {
@@ -66,7 +87,26 @@ export interface StartFailedMessage {
   permanent: boolean;
 }
 
-export type WorkerMessage = AwaitingStartMessage | StartFailedMessage | LogLinesMessage;
+/** Worker -> primary: this worker's metrics registry as JSON (or why there is none). */
+export interface MetricsCollectedMessage {
+  type: 'digestd:metrics:collected';
+  id: string;
+  metrics?: unknown;
+  error?: string;
+}
+
+/** Worker -> primary: a scrape on the public port; answer with the aggregate of every worker. */
+export interface MetricsScrapeMessage {
+  type: 'digestd:metrics:scrape';
+  id: string;
+}
+
+export type WorkerMessage =
+  | AwaitingStartMessage
+  | StartFailedMessage
+  | LogLinesMessage
+  | MetricsCollectedMessage
+  | MetricsScrapeMessage;
 
 /** True for an object with a string `type`, the shape of every message we exchange. */
 export function isMessage(value: unknown): value is { type: string } & Record<string, unknown> {

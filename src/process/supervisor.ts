@@ -1,5 +1,6 @@
 import { supervisorMetrics } from '../metrics.js';
 import cluster, { type Address, type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log/logger.js';
 import type { LogSink } from '../log/sink.js';
@@ -12,6 +13,8 @@ export const BACKOFF_MAX_MS = 10_000;
 export const BACKOFF_RESET_AFTER_MS = 30_000;
 /** Workers of one slot dying this many times in a row before listening is a crash loop. */
 export const START_FAILURES_BEFORE_GIVING_UP = 5;
+/** The workers' entry point, beside this file (in dist/ once built). */
+const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 /** Grace on top of --shutdown-timeout before workers that have not exited are killed. */
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -45,9 +48,6 @@ interface Slot {
   startSent: boolean;
 }
 
-/** Handles a message type that the supervisor itself does not know (e.g. metrics). */
-export type WorkerMessageHook = (message: { type: string } & Record<string, unknown>, worker: Worker) => void;
-
 /**
  * The primary process: forks `config.workers` workers that share the port (node:cluster), replaces
  * any that dies with exponential backoff, gives up on a crash loop, relays reloads and shutdowns,
@@ -56,7 +56,6 @@ export type WorkerMessageHook = (message: { type: string } & Record<string, unkn
 export class Supervisor {
   readonly #options: SupervisorOptions;
   readonly #slots: Slot[];
-  readonly #hooks = new Map<string, WorkerMessageHook[]>();
   #tls: ServedCertificate | undefined;
   /**
    * The port workers are told to listen on. node:cluster shares one listening socket per
@@ -96,7 +95,8 @@ export class Supervisor {
   start(): Promise<string> {
     // Structured clone instead of JSON: batches of log lines (full of quotes) cross the channel
     // as plain copies instead of being escaped by the worker and parsed again by the primary.
-    cluster.setupPrimary({ serialization: 'advanced' });
+    // Workers run their own entry point, not the command line the primary was started with.
+    cluster.setupPrimary({ serialization: 'advanced', exec: WORKER_MAIN, args: [] });
     return new Promise((resolve, reject) => {
       this.#startWaiter = { resolve, reject };
       for (const slot of this.#slots) this.#fork(slot);
@@ -108,13 +108,8 @@ export class Supervisor {
     return this.#slots.flatMap((slot) => (slot.worker ? [slot.worker] : []));
   }
 
-  /** Registers a handler for worker messages of `type` that the supervisor does not handle itself. */
-  onMessage(type: string, hook: WorkerMessageHook): void {
-    this.#hooks.set(type, [...(this.#hooks.get(type) ?? []), hook]);
-  }
-
   /** Sends a message to every live worker. */
-  broadcast(message: PrimaryMessage | ({ type: string } & Record<string, unknown>)): void {
+  broadcast(message: PrimaryMessage): void {
     for (const worker of this.workers()) {
       if (worker.isConnected()) worker.send(message);
     }
@@ -186,7 +181,7 @@ export class Supervisor {
           slot.failedForGood = message.permanent === true;
           return;
         default:
-          for (const hook of this.#hooks.get(message.type) ?? []) hook(message, worker);
+        // The metrics messages are answered by servePrimaryMetrics (process/metrics.ts).
       }
     });
     worker.on('listening', (address: Address) => this.#onListening(slot, worker, address));

@@ -137,33 +137,46 @@ describe('supervisor', () => {
     });
   }
 
-  it('exits non-zero naming the cause when the port is in use (crash loop)', async () => {
+  it('exits 1 at once naming the address when the port is in use (no crash loop)', async () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const { port } = blocker.address() as AddressInfo;
     try {
       const result = await runToExit(['--port', String(port), '--data-dir', await temporaryDirectory()]);
       assert.equal(result.code, 1);
-      assert.match(result.stderr, /workers keep failing at start-up .*EADDRINUSE/);
+      assert.equal(
+        result.stderr,
+        `digestd: Cannot listen on 127.0.0.1:${port}: the address is already in use by another program (EADDRINUSE).\n`,
+      );
     } finally {
       blocker.close();
     }
   });
 
-  it('exits non-zero naming the cause when the data directory is unusable (crash loop)', async () => {
+  it('exits 2 naming the data directory when it is not a directory', async () => {
     const notADirectory = path.join(await temporaryDirectory(), 'file');
     await writeFile(notADirectory, 'not a directory');
+    const result = await runToExit(['--port', '0', '--no-tls', '--data-dir', notADirectory]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `digestd: Invalid configuration:\n  --data-dir: Cannot create the directory ${notADirectory}: ${notADirectory} is not a directory.\n`,
+    );
+  });
+
+  it('exits 1 naming the cause when every worker fails to open the store (crash loop)', async () => {
+    const directory = await temporaryDirectory();
+    const notADirectory = path.join(directory, 'file');
+    await writeFile(notADirectory, 'not a directory');
     const result = await runToExit([
-      '--port',
-      '0',
-      '--no-tls',
-      '--workers',
-      '2',
-      '--data-dir',
-      notADirectory,
+      ...['--port', '0', '--no-tls', '--workers', '2'],
+      ...['--data-dir', directory, '--store', `lmdb:${notADirectory}`],
     ]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /workers keep failing at start-up .*Cannot open the LMDB store/);
+    assert.match(
+      result.stderr,
+      /workers keep failing at start-up \(5 times in a row\).*Cannot open the LMDB store/,
+    );
   });
 
   it('on SIGTERM under write load exits 0 and keeps every message answered 201', async () => {
