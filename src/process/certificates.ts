@@ -196,6 +196,9 @@ export class CertificateKeeper {
     return {
       addHttpToken: (token, keyAuthorization) => this.#httpTokens.set(token, keyAuthorization),
       removeHttpToken: (token) => this.#httpTokens.delete(token),
+      // Sent before acme-client asks the CA to validate. With node:cluster's round-robin (its
+      // default but on Windows) the primary hands each connection to a worker over this same IPC
+      // channel, so the validator's connection reaches a worker after the challenge does.
       addAlpnCertificate: (servername, certificate) =>
         this.#options.broadcast({ type: 'acme-alpn-challenge', servername, ...certificate }),
       removeAlpnCertificate: (servername) =>

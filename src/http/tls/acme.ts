@@ -6,6 +6,7 @@ import path from 'node:path';
 import { rootCertificates } from 'node:tls';
 import * as acme from 'acme-client';
 import type { Logger } from '../../log/logger.js';
+import { createChallengeCertificate } from './alpn-challenges.js';
 import { writeAtomically } from './local-ca.js';
 import { createDirectory } from '../../directory.js';
 import type { TlsMaterial } from './material.js';
@@ -174,11 +175,10 @@ export class AcmeCertificates {
           if (offered.type === 'http-01')
             this.#events.responder.addHttpToken(offered.token, keyAuthorization);
           else if ((offered.type as string) === 'tls-alpn-01') {
-            const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
-            this.#events.responder.addAlpnCertificate(authz.identifier.value, {
-              cert: alpnCert.toString(),
-              key: alpnKey.toString(),
-            });
+            this.#events.responder.addAlpnCertificate(
+              authz.identifier.value,
+              await createChallengeCertificate(authz.identifier.value, keyAuthorization),
+            );
           }
         },
         challengeRemoveFn: (authz, offered) => {

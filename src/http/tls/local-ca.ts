@@ -15,7 +15,7 @@ import { createDirectory } from '../../directory.js';
 type CryptoKey = webcrypto.CryptoKey;
 
 /** ECDSA P-256 with SHA-256: small keys, fast handshakes, accepted by every current client. */
-const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+export const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
 /** The local CA outlives many server certificates; clients trust it once. */
 export const LOCAL_CA_DAYS = 3650;
@@ -258,13 +258,13 @@ async function issueServerCertificate(ca: Ca, names: readonly string[], now: Dat
 }
 
 /** 16 random bytes with the top bit clear: positive, unique, within RFC 5280's 20 octets. */
-function serialNumber(): string {
+export function serialNumber(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0] ?? 0) & 0x7f;
   return bytes.toString('hex');
 }
 
-async function exportPrivateKey(key: CryptoKey): Promise<string> {
+export async function exportPrivateKey(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY') + '\n';
 }
 

@@ -219,35 +219,25 @@ describe('ACME against Pebble, tls-alpn-01 on the HTTPS port', { skip }, () => {
     await pebble?.stop();
   });
 
-  it(
-    'obtains a certificate answering the challenge on the HTTPS port, with no http-01 listener',
-    {
-      todo: 'Pebble still receives the served certificate instead of the challenge certificate',
-    },
-    async () => {
-      const httpsPort = await freePort();
-      const httpPort = await freePort();
-      pebble = await startPebble({ httpPort, tlsPort: httpsPort });
-      server = await startServer({
-        timeoutMs: 60_000,
-        args: [
-          ...acmeArgs(pebble, httpPort, ['--acme-challenge', 'tls-alpn-01']),
-          '--port',
-          String(httpsPort),
-        ],
-      });
-      const obtained = await server.waitForLog(OBTAINED, 60_000);
-      process.stdout.write(`# tls-alpn-01: ${String(obtained.msg)}\n`);
-      const rootFile = path.join(server.dataDir, 'pebble-root.pem');
-      await writeFile(rootFile, await pebble.root());
-      await assertVerifiesAgainstPebble(server, rootFile);
-      assert.equal(
-        server.logs.some((line) => String(line.msg).includes('answering http-01')),
-        false,
-      );
-      assert.equal((await curl(server.port, '/healthz', rootFile)).status, 200);
-    },
-  );
+  it('obtains a certificate answering the challenge on the HTTPS port, with no http-01 listener', async () => {
+    const httpsPort = await freePort();
+    const httpPort = await freePort();
+    pebble = await startPebble({ httpPort, tlsPort: httpsPort });
+    server = await startServer({
+      timeoutMs: 60_000,
+      args: [...acmeArgs(pebble, httpPort, ['--acme-challenge', 'tls-alpn-01']), '--port', String(httpsPort)],
+    });
+    const obtained = await server.waitForLog(OBTAINED, 60_000);
+    process.stdout.write(`# tls-alpn-01: ${String(obtained.msg)}\n`);
+    const rootFile = path.join(server.dataDir, 'pebble-root.pem');
+    await writeFile(rootFile, await pebble.root());
+    await assertVerifiesAgainstPebble(server, rootFile);
+    assert.equal(
+      server.logs.some((line) => String(line.msg).includes('answering http-01')),
+      false,
+    );
+    assert.equal((await curl(server.port, '/healthz', rootFile)).status, 200);
+  });
 });
 
 describe('ACME renewal against Pebble', { skip }, () => {
