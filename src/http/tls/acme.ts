@@ -1,7 +1,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { Agent } from 'node:https';
+import { get as httpGet } from 'node:http';
+import { Agent, get as httpsGet } from 'node:https';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
 import * as acme from 'acme-client';
@@ -18,6 +19,8 @@ export const RETRY_INITIAL_MS = 60_000;
 export const RETRY_MAX_MS = 6 * 3_600_000;
 /** After the CA says "rate limited", wait at least this long (acme-client already honoured Retry-After). */
 const RATE_LIMITED_WAIT_MS = 3_600_000;
+/** How long the directory has to answer when a failed order is explained. */
+const DIRECTORY_PROBE_MS = 10_000;
 
 /** ACME settings (RFC 8555): which names, from which CA, proven how. */
 export interface AcmeOptions {
@@ -84,6 +87,8 @@ export class AcmeCertificates {
   readonly #options: AcmeOptions;
   readonly #events: AcmeEvents;
   readonly #paths: ReturnType<typeof acmePaths>;
+  /** The HTTPS agent of every request to the CA (its trusted CAs). */
+  readonly #agent: Agent;
   #timer: LongTimer | undefined;
   #retryMs = RETRY_INITIAL_MS;
   #closed = false;
@@ -101,10 +106,11 @@ export class AcmeCertificates {
     (
       acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }
     ).acmeSettings.retryMaxAttempts = 3;
-    acme.axios.defaults.httpsAgent = new Agent({
+    this.#agent = new Agent({
       // Read once here, so a wrong path fails the start instead of every order.
       ca: [...rootCertificates, ...(options.caCertFiles ?? []).map((file) => readFileSync(file, 'utf8'))],
     });
+    acme.axios.defaults.httpsAgent = this.#agent;
   }
 
   /** The stored certificate when it names every configured domain and has not expired. */
@@ -201,7 +207,7 @@ export class AcmeCertificates {
       this.#scheduleRenewal(cert);
     } catch (error) {
       this.failures += 1;
-      const reason = error instanceof Error ? error : new Error(String(error));
+      const reason = await this.#explain(error);
       const rateLimited = /rate ?limit|too many/i.test(reason.message);
       const waitMs = Math.max(this.#retryMs, rateLimited ? RATE_LIMITED_WAIT_MS : 0);
       this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
@@ -212,6 +218,19 @@ export class AcmeCertificates {
       this.#events.onFailure?.(reason);
       this.#scheduleAt(new Date(Date.now() + waitMs));
     }
+  }
+
+  /**
+   * The error a failed order logs. When the directory does not answer, that is the cause, said in
+   * one sentence with the URL: acme-client then throws only a TypeError of its own (its retry
+   * handler reads the HTTP response that a network error does not have).
+   */
+  async #explain(error: unknown): Promise<Error> {
+    const reason = error instanceof Error ? error : new Error(String(error));
+    const url = this.#options.directoryUrl;
+    const problem = await directoryProblem(url, this.#agent);
+    if (problem === undefined) return reason;
+    return new Error(`cannot reach the ACME directory ${url}: ${problem}`, { cause: reason });
   }
 
   #material(cert: string, key: string): TlsMaterial {
@@ -254,4 +273,27 @@ export class AcmeCertificates {
     await writeAtomically(this.#paths.accountKey, key.toString(), 0o600);
     return key;
   }
+}
+
+/** Why the directory does not answer 200 to a GET, or undefined when it does. */
+function directoryProblem(url: string, agent: Agent): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const plain = new URL(url).protocol === 'http:';
+    const options = { agent: plain ? undefined : agent, timeout: DIRECTORY_PROBE_MS };
+    const request = (plain ? httpGet : httpsGet)(url, options, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200 ? undefined : `it answers HTTP ${response.statusCode}`);
+    });
+    request.on('timeout', () =>
+      request.destroy(new Error(`no answer within ${DIRECTORY_PROBE_MS / 1000} s`)),
+    );
+    // Every address refused: node's AggregateError has no message of its own, its errors do.
+    request.on('error', (error) =>
+      resolve(
+        error instanceof AggregateError
+          ? (error.errors as Error[]).map((each) => each.message).join('; ')
+          : error.message,
+      ),
+    );
+  });
 }

@@ -308,8 +308,12 @@ describe('ACME failures keep the server serving', { skip }, () => {
         60_000,
       );
       process.stdout.write(`# ${String(failed.msg)}\n`);
-      // acme-client reports an unreachable directory in its own words; the log has the stack.
-      assert.ok(failed.err, 'the error is logged');
+      const directory = `https://127.0.0.1:${closedPort}/dir`;
+      assert.equal(
+        failed.msg,
+        `ACME: the order failed (cannot reach the ACME directory ${directory}: connect ECONNREFUSED 127.0.0.1:${closedPort}); keeping the current certificate, retrying in 60 s`,
+      );
+      assert.ok(failed.err, "the error is logged, with acme-client's own as its cause");
       const caFile = path.join(server.dataDir, 'tls', 'ca.pem');
       const ready = await curlLocal(server.port, '/readyz', caFile);
       assert.equal(ready.status, 503);
