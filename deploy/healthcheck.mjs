@@ -49,6 +49,9 @@ if (url.protocol === 'https:') {
     // or the operator's certificate (maybe a chain without its root, so the system's CAs too).
     const trusted = record.ca ?? record.cert;
     options.ca = [...(trusted ? [readFileSync(trusted)] : []), ...rootCertificates];
+    // The recorded certificates are trusted as they are, even without the root above them: an
+    // ACME chain from a private CA, or the operator's chain.
+    options.allowPartialTrustChain = true;
   } catch (error) {
     fail(`cannot read the server certificate: ${error.message}`);
   }

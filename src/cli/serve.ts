@@ -3,7 +3,7 @@ import { createDirectory } from '../directory.js';
 import { InvalidConfig, InvalidTlsFiles } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
-import { LISTEN_FILE, removeListenFile, writeListenFile } from '../process/listen-file.js';
+import { ListenFile } from '../process/listen-file.js';
 import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
 import { servePrimaryMetrics } from '../process/metrics.js';
 import { CertificateKeeper } from '../process/certificates.js';
@@ -33,11 +33,26 @@ export async function serve(argv: readonly string[]): Promise<void> {
   logger.info({ config: redactConfig(config), node: process.version }, 'digestd starting');
 
   let boundPort = config.port;
+  /** The bound URL, once every worker listens. */
+  let address: string | undefined = undefined;
+  const listenFile = new ListenFile(config.dataDir, logger, () =>
+    address === undefined
+      ? undefined
+      : {
+          pid: process.pid,
+          url: address,
+          cert: certificates?.current?.certPath,
+          ca: certificates?.current?.caPath,
+        },
+  );
   const certificates: CertificateKeeper | undefined = config.tls
     ? new CertificateKeeper({
         config,
         logger,
-        onChange: (served) => supervisor.reloadTls(served),
+        onChange: (served) => {
+          supervisor.reloadTls(served);
+          void listenFile.update();
+        },
         broadcast: (message) => supervisor.broadcast(message),
         httpsPort: () => boundPort,
       })
@@ -70,9 +85,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     stop: async () => {
       await Promise.all([supervisor.stop(), metricsListener?.close(), certificates?.close()]);
       primaryMetrics.close();
-      await removeListenFile(config.dataDir).catch((error: unknown) =>
-        logger.warn({ err: error }, `could not remove ${LISTEN_FILE}`),
-      );
+      await listenFile.remove();
     },
     flush: closeLog,
     abort: () => supervisor.kill(),
@@ -83,14 +96,14 @@ export async function serve(argv: readonly string[]): Promise<void> {
     void certificates?.reload();
   });
 
-  let address: string;
+  let bound: string;
   try {
-    address = await supervisor.start();
+    bound = await supervisor.start();
   } catch (error) {
     fail(error as Error);
     return;
   }
-  boundPort = Number(new URL(address).port);
+  boundPort = Number(new URL(bound).port);
   try {
     await certificates?.startAcme();
   } catch (error) {
@@ -112,17 +125,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
     });
     logger.info({ metricsAddress: metricsListener.address }, `metrics on ${metricsListener.address}/metrics`);
   }
-  try {
-    await writeListenFile(config.dataDir, {
-      pid: process.pid,
-      url: address,
-      cert: certificates?.current?.certPath,
-      ca: certificates?.current?.caPath,
-    });
-  } catch (error) {
-    // Only the health check reads it: serving goes on, and the check reports what is missing.
-    logger.error({ err: error }, `could not write ${LISTEN_FILE} in the data directory`);
-  }
+  address = bound;
+  await listenFile.update();
   logger.info(
     { address, workers: config.workers, config: redactConfig(config) },
     `digestd listening on ${address}`,

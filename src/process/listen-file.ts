@@ -1,6 +1,7 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createDirectory } from '../directory.js';
+import type { Logger } from '../log/logger.js';
 
 /** The file in the data directory where the primary says where it listens. */
 export const LISTEN_FILE = 'listening.json';
@@ -14,9 +15,9 @@ export interface ListenRecord {
   pid: number;
   /** The bound base URL, e.g. `https://0.0.0.0:8443` (a wildcard host means every address). */
   url: string;
-  /** The certificate the server presents (PEM), or undefined with --no-tls. */
+  /** The PEM file of the certificate served now (rewritten when it changes), or undefined with --no-tls. */
   cert: string | undefined;
-  /** The local CA that signed `cert`, which clients trust; undefined for the operator's or an ACME certificate. */
+  /** The PEM file of the local CA that signed `cert`; undefined for the operator's or an ACME certificate. */
   ca: string | undefined;
 }
 
@@ -46,4 +47,44 @@ export async function readListenFile(dataDir: string): Promise<ListenRecord> {
     cert: typeof parsed.cert === 'string' ? parsed.cert : undefined,
     ca: typeof parsed.ca === 'string' ? parsed.ca : undefined,
   };
+}
+
+/**
+ * Keeps listening.json current for the primary: `update()` writes what `record()` says now (once
+ * every worker listens, and after each new certificate, so the health check trusts the one
+ * served); writes run one at a time, and none after `remove()`.
+ */
+export class ListenFile {
+  #writes = Promise.resolve();
+  #removed = false;
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly logger: Logger,
+    /** The record to write, or undefined while the workers do not all listen yet. */
+    private readonly record: () => ListenRecord | undefined,
+  ) {}
+
+  update(): Promise<void> {
+    this.#writes = this.#writes.then(async () => {
+      const record = this.record();
+      if (record === undefined || this.#removed) return;
+      try {
+        await writeListenFile(this.dataDir, record);
+      } catch (error) {
+        // Only the health check reads it: serving goes on, and the check reports what is missing.
+        this.logger.error({ err: error }, `could not write ${LISTEN_FILE} in the data directory`);
+      }
+    });
+    return this.#writes;
+  }
+
+  /** At a clean stop: waits for a write under way, then removes the file. */
+  async remove(): Promise<void> {
+    this.#removed = true;
+    await this.#writes;
+    await removeListenFile(this.dataDir).catch((error: unknown) =>
+      this.logger.warn({ err: error }, `could not remove ${LISTEN_FILE}`),
+    );
+  }
 }

@@ -7,7 +7,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { acmePaths } from '../../../src/http/tls/acme.js';
 import { freePort } from '../../harness/free-port.js';
 import { pebbleAvailable, startPebble, type Pebble } from '../../helpers/pebble.js';
 import { startServer, type RunningServer } from '../../helpers/server.js';
@@ -19,6 +21,44 @@ const OBTAINED = (line: Record<string, unknown>) =>
   String(line.msg).startsWith('ACME: obtained a certificate');
 
 const skip = await serviceSkip('Pebble', pebbleAvailable, 'apt-get install pebble');
+const HEALTHCHECK = fileURLToPath(new URL('../../../deploy/healthcheck.mjs', import.meta.url));
+
+/**
+ * listening.json once `accept` takes it: the primary rewrites it after the certificate changes,
+ * just after logging so. Gives up after 10 s with the last record read.
+ */
+async function listenRecord(
+  dataDir: string,
+  accept: (record: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const record = JSON.parse(await readFile(path.join(dataDir, 'listening.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    if (accept(record) || Date.now() > deadline) return record;
+    await sleep(50);
+  }
+}
+
+/**
+ * listening.json names the ACME certificate served now (and no local CA), and the container's
+ * health check, which trusts what the record names, passes.
+ */
+async function assertListenRecordNamesAcme(server: RunningServer, pebble: Pebble): Promise<void> {
+  const cert = acmePaths({ dataDir: server.dataDir, directoryUrl: pebble.directoryUrl }).cert;
+  const record = await listenRecord(server.dataDir, (candidate) => candidate.cert === cert);
+  assert.deepEqual(record, { pid: server.process.pid, url: `https://127.0.0.1:${server.port}`, cert });
+  const leaf = new X509Certificate(await readFile(cert, 'utf8')).toString();
+  assert.equal(leaf, (await servedChain(server.port))[0]);
+  // Pebble's root is no system CA: the check verifies the served chain against the recorded file.
+  const check = await run(process.execPath, [HEALTHCHECK, '--data-dir', server.dataDir]).then(
+    () => ({ code: 0, stderr: '' }),
+    (error: { code: number; stderr: string }) => ({ code: error.code, stderr: error.stderr }),
+  );
+  assert.deepEqual(check, { code: 0, stderr: '' });
+}
 
 /** The chain a handshake for DOMAIN presents, leaf first, as PEM. */
 function servedChain(port: number): Promise<string[]> {
@@ -148,6 +188,7 @@ describe('ACME against Pebble, http-01', { skip }, () => {
   it("obtains a certificate for the domain and serves its full chain, which verifies against Pebble's root", async () => {
     const obtained = await server.waitForLog(OBTAINED, 60_000);
     process.stdout.write(`# ${String(obtained.msg)}\n`);
+    await assertListenRecordNamesAcme(server, pebble);
     const chain = await servedChain(server.port);
     assert.ok(chain.length >= 2, `leaf and intermediate served, got ${chain.length}`);
     assert.ok(new X509Certificate(chain[0]!).checkHost(DOMAIN));
@@ -232,6 +273,7 @@ describe('ACME against Pebble, tls-alpn-01 on the HTTPS port', { skip }, () => {
     const rootFile = path.join(server.dataDir, 'pebble-root.pem');
     await writeFile(rootFile, await pebble.root());
     await assertVerifiesAgainstPebble(server, rootFile);
+    await assertListenRecordNamesAcme(server, pebble);
     assert.equal(
       server.logs.some((line) => String(line.msg).includes('answering http-01')),
       false,
@@ -315,6 +357,13 @@ describe('ACME failures keep the server serving', { skip }, () => {
       );
       assert.ok(failed.err, "the error is logged, with acme-client's own as its cause");
       const caFile = path.join(server.dataDir, 'tls', 'ca.pem');
+      // Until an ACME certificate comes, listening.json names the local CA's, which is served.
+      assert.deepEqual(await listenRecord(server.dataDir, () => true), {
+        pid: server.process.pid,
+        url: `https://127.0.0.1:${server.port}`,
+        cert: path.join(server.dataDir, 'tls', 'cert.pem'),
+        ca: caFile,
+      });
       const ready = await curlLocal(server.port, '/readyz', caFile);
       assert.equal(ready.status, 503);
       assert.match(ready.body, /no ACME certificate yet/);
