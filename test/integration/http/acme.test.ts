@@ -122,7 +122,7 @@ async function curlLocal(
 
 /** The served chain verifies against Pebble's root for DOMAIN, by openssl's strict checks. */
 async function assertVerifiesAgainstPebble(server: RunningServer, rootFile: string): Promise<void> {
-  const handshake = await run(
+  const openssl = run(
     'openssl',
     [
       's_client',
@@ -141,7 +141,10 @@ async function assertVerifiesAgainstPebble(server: RunningServer, rootFile: stri
       '-brief',
     ],
     { timeout: 10_000 },
-  ).catch((error: { stdout: string; stderr: string }) => error);
+  );
+  // s_client quits when its input ends, once the handshake is done.
+  openssl.child.stdin?.end();
+  const handshake = await openssl.catch((error: { stdout: string; stderr: string }) => error);
   const verdict = handshake.stderr
     .split('\n')
     .filter((line) => /Verif/.test(line))
