@@ -1,3 +1,4 @@
+import { loadConfig } from '../src/config.js';
 import { digestOf } from '../src/digest.js';
 import { LmdbStore } from '../src/store/lmdb.js';
 import { LARGE_POOL_SIZES, REPEATED_MESSAGE, largeMessage, smallMessage } from './scenarios.js';
@@ -10,13 +11,16 @@ import { LARGE_POOL_SIZES, REPEATED_MESSAGE, largeMessage, smallMessage } from '
  */
 const BATCH = 500;
 
+/** Each write's deadline, as `digestd migrate` sets it by default (--store-timeout). */
+const storeTimeoutMs = loadConfig([], {}).storeTimeout;
+
 /**
  * Writes small messages number `from` to `to - 1` (and, from zero, the large pools and the
  * repeated message) straight into the LMDB store in `dataDir`, through the project's own
  * LmdbStore.putMany, in durable batches. The server must not be running. Shows progress on stderr.
  */
 export async function preload(dataDir: string, from: number, to: number): Promise<void> {
-  const store = await LmdbStore.open({ path: dataDir });
+  const store = await LmdbStore.open({ path: dataDir, timeoutMs: storeTimeoutMs });
   try {
     if (from === 0) {
       const fixed: string[] = [REPEATED_MESSAGE];

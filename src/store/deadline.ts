@@ -1,8 +1,5 @@
 import { DigestdError, StoreUnavailable } from '../errors.js';
 
-/** Default time a store operation may take before it fails with StoreUnavailable. */
-export const DEFAULT_STORE_TIMEOUT_MS = 2000;
-
 /**
  * Settles like `operation`, but rejects with StoreUnavailable after `timeoutMs` and wraps any other
  * failure in StoreUnavailable (with the backend error as `cause`, for the log), so a slow or broken

@@ -6,7 +6,7 @@ import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import type { Digest } from '../digest.js';
 import { DigestdError, InsufficientStorage, StoreNotFound, StoreUnavailable } from '../errors.js';
 import { createDirectory } from '../directory.js';
-import { DEFAULT_STORE_TIMEOUT_MS, withDeadline } from './deadline.js';
+import { withDeadline } from './deadline.js';
 import type { MessageStore } from './types.js';
 
 /** Options of the embedded LMDB store. */
@@ -20,8 +20,8 @@ export interface LmdbStoreOptions {
    * @default 1 TiB (address space only; the file holds just what is stored)
    */
   mapSize?: number;
-  /** Time a write may take, commit and flush, before it fails with StoreUnavailable. @default 2000 */
-  timeoutMs?: number;
+  /** Time a write may take, commit and flush, before it fails with StoreUnavailable, in ms. */
+  timeoutMs: number;
 }
 
 /**
@@ -72,7 +72,7 @@ export class LmdbStore implements MessageStore {
     this.#root = root;
     this.#db = root;
     this.#path = options.path;
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#timeoutMs = options.timeoutMs;
   }
 
   /** Opens (creating if needed) the LMDB environment in `options.path`. */

@@ -1,8 +1,9 @@
 import pg from 'pg';
 import type { Digest } from '../digest.js';
 import { InvalidConfig } from '../errors.js';
-import { DEFAULT_STORE_TIMEOUT_MS, asStoreUnavailable, withDeadline } from './deadline.js';
+import { asStoreUnavailable, withDeadline } from './deadline.js';
 import type { MessageStore } from './types.js';
+import { isTableName } from './url.js';
 
 /** Options of the PostgreSQL store. */
 export interface PostgresStoreOptions {
@@ -15,8 +16,8 @@ export interface PostgresStoreOptions {
   table?: string;
   /** Most connections the pool opens. @default 10 */
   poolSize?: number;
-  /** Time any operation (connect, query) may take before it fails with StoreUnavailable. @default 2000 */
-  timeoutMs?: number;
+  /** Time any operation (connect, query) may take before it fails with StoreUnavailable, in ms. */
+  timeoutMs: number;
   /**
    * Most concurrent puts combined into one multi-row INSERT (one round trip, one commit, one WAL
    * flush). 1 sends one INSERT per put. @default 256
@@ -24,7 +25,6 @@ export interface PostgresStoreOptions {
   batchMaxRows?: number;
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const PAGE_ROWS = 1000;
 
 interface PendingPut {
@@ -56,13 +56,15 @@ export class PostgresStore implements MessageStore {
 
   constructor(options: PostgresStoreOptions) {
     const table = options.table ?? 'digestd_messages';
-    const parts = table.split('.');
-    if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
-      throw new InvalidConfig([`--store: "${table}" is not a valid table name (letters, digits, _).`]);
+    if (!isTableName(table)) {
+      throw new InvalidConfig([`"${table}" is not a valid table name (letters, digits, _).`]);
     }
     this.#tableName = table;
-    this.#table = parts.map((part) => pg.escapeIdentifier(part)).join('.');
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#table = table
+      .split('.')
+      .map((part) => pg.escapeIdentifier(part))
+      .join('.');
+    this.#timeoutMs = options.timeoutMs;
     this.#batchMaxRows = Math.max(1, options.batchMaxRows ?? 256);
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,

@@ -2,8 +2,9 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis } from 'ioredis';
 import type { Digest } from '../digest.js';
 import { InvalidConfig, StoreUnavailable } from '../errors.js';
-import { DEFAULT_STORE_TIMEOUT_MS, withDeadline } from './deadline.js';
+import { withDeadline } from './deadline.js';
 import type { MessageStore, StoreLogger } from './types.js';
+import { isKeyPrefix } from './url.js';
 
 /** A Redis Cluster seed node. */
 export interface RedisNodeAddress {
@@ -25,13 +26,12 @@ export interface RedisStoreOptions {
    * @default 0 until the server or cluster is seen with a replica, then 1 for the life of the store
    */
   waitReplicas?: number | undefined;
-  /** Time any operation may take before it fails with StoreUnavailable. @default 2000 */
-  timeoutMs?: number;
+  /** Time any operation may take before it fails with StoreUnavailable, in ms. */
+  timeoutMs: number;
   /** Receives topology changes: replicas per shard, replicas each write waits for. @default none */
   logger?: StoreLogger | undefined;
 }
 
-const KEY_PREFIX = /^[A-Za-z0-9:_-]{0,32}$/;
 const SCAN_COUNT = 1000;
 /** Most writes sent to one master in one pipeline. */
 const PIPELINE_MAX = 500;
@@ -85,16 +85,14 @@ export class RedisStore implements MessageStore {
 
   constructor(options: RedisStoreOptions) {
     const prefix = options.keyPrefix ?? 'm:';
-    if (!KEY_PREFIX.test(prefix)) {
-      throw new InvalidConfig([
-        `--store: key prefix "${prefix}" may hold only letters, digits, ":", "_", "-".`,
-      ]);
+    if (!isKeyPrefix(prefix)) {
+      throw new InvalidConfig([`key prefix "${prefix}" may hold only letters, digits, ":", "_", "-".`]);
     }
     if ((options.url === undefined) === (options.clusterNodes === undefined)) {
-      throw new InvalidConfig(['--store: give either one Redis URL or the seed nodes of a cluster.']);
+      throw new InvalidConfig(['give either one Redis URL or the seed nodes of a cluster.']);
     }
     this.#prefix = Buffer.from(prefix, 'latin1');
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#timeoutMs = options.timeoutMs;
     this.#logger = options.logger;
     this.#configuredWait = options.waitReplicas;
     this.#waitReplicas = options.waitReplicas ?? 0;

@@ -7,6 +7,17 @@ export type StoreLocation =
   | { kind: 'redis'; url: string; keyPrefix: string | undefined }
   | { kind: 'redis-cluster'; nodes: { host: string; port: number }[]; keyPrefix: string | undefined };
 
+/** A table name, optionally schema-qualified (`schema.table`): PostgreSQL identifiers of letters, digits, _. */
+export function isTableName(table: string): boolean {
+  const parts = table.split('.');
+  return parts.length <= 2 && parts.every((part) => /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(part));
+}
+
+/** A Redis key prefix: up to 32 letters, digits, `:`, `_`, `-`. */
+export function isKeyPrefix(prefix: string): boolean {
+  return /^[A-Za-z0-9:_-]{0,32}$/.test(prefix);
+}
+
 export const STORE_URL_FORMS =
   'lmdb:<dir>, postgres://user@host:port/db[?table=name], redis://host:port[/db][?prefix=p], ' +
   'redis-cluster://host:port,host:port,...[?prefix=p]';
@@ -43,6 +54,7 @@ export function parseStoreUrl(url: string): StoreLocation {
       const value = parsed.searchParams.get(option) ?? undefined;
       parsed.searchParams.delete(option);
       const rest = parsed.toString();
+      if (value !== undefined) checkOption(option, value, bad);
       return scheme.startsWith('postgres')
         ? { kind: 'postgres', connectionString: rest, table: value }
         : { kind: 'redis', url: rest, keyPrefix: value };
@@ -59,13 +71,21 @@ export function parseStoreUrl(url: string): StoreLocation {
           return { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[2]) };
         });
       if (nodes.length === 0) throw bad('redis-cluster:// needs at least one host:port');
-      return {
-        kind: 'redis-cluster',
-        nodes,
-        keyPrefix: new URLSearchParams(query).get('prefix') ?? undefined,
-      };
+      const keyPrefix = new URLSearchParams(query).get('prefix') ?? undefined;
+      if (keyPrefix !== undefined) checkOption('prefix', keyPrefix, bad);
+      return { kind: 'redis-cluster', nodes, keyPrefix };
     }
     default:
       throw bad(`unknown store "${url}"`);
+  }
+}
+
+/** Refuses a table or key prefix the store would refuse, so that a setting's mistake shows when it is read. */
+function checkOption(option: 'table' | 'prefix', value: string, bad: (why: string) => InvalidConfig): void {
+  if (option === 'table' && !isTableName(value)) {
+    throw bad(`"${value}" is not a valid table name (letters, digits, _)`);
+  }
+  if (option === 'prefix' && !isKeyPrefix(value)) {
+    throw bad(`key prefix "${value}" may hold only letters, digits, ":", "_", "-"`);
   }
 }

@@ -11,6 +11,7 @@ import { createPostgresStore } from '../../../src/store/postgres.js';
 import { createRedisStore } from '../../../src/store/redis.js';
 import { startRedisServer, type RedisServerProcess } from '../../helpers/redis-server.js';
 import { DIGESTD_BIN, temporaryDirectory } from '../../helpers/server.js';
+import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 import {
   postgresAvailable,
   redisBinariesAvailable,
@@ -56,11 +57,15 @@ const messages = Array.from({ length: 1200 }, (_, index) => `migrated ${index} $
 
 describe('digestd migrate and verify', { skip: skip ?? false }, () => {
   it('copies every message from LMDB to PostgreSQL, with progress', async () => {
-    const source = await LmdbStore.open({ path: `${directory}/lmdb` });
+    const source = await LmdbStore.open({ path: `${directory}/lmdb`, timeoutMs: STORE_TIMEOUT_MS });
     await source.putMany(messages.map((message) => [digestOf(message), message] as const));
     await source.close();
     // An interrupted earlier run left part of the data in the target already.
-    const partial = createPostgresStore({ connectionString: TEST_POSTGRES_URL, table });
+    const partial = createPostgresStore({
+      connectionString: TEST_POSTGRES_URL,
+      table,
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
     await partial.putMany(messages.slice(0, 200).map((message) => [digestOf(message), message] as const));
     await partial.close();
 
@@ -69,7 +74,11 @@ describe('digestd migrate and verify', { skip: skip ?? false }, () => {
     assert.match(result.stdout, /copied 1000, already present 200, mismatched 0/);
     assert.match(result.stderr, /migrate: 1200\/1200 \(100%\) \d+\/s/);
 
-    const target = createPostgresStore({ connectionString: TEST_POSTGRES_URL, table });
+    const target = createPostgresStore({
+      connectionString: TEST_POSTGRES_URL,
+      table,
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
     try {
       assert.equal(await target.count(), 1200);
       for (const message of [messages[0]!, messages[777]!, messages[1199]!]) {
@@ -115,7 +124,7 @@ describe('digestd migrate and verify', { skip: skip ?? false }, () => {
     const copy = await digestd(['migrate', '--from', postgresUrl, '--to', `lmdb:${directory}/copy`]);
     assert.equal(copy.code, 1);
     assert.match(copy.stdout, /copied 1199, already present 0, mismatched 1/);
-    const copied = await LmdbStore.open({ path: `${directory}/copy` });
+    const copied = await LmdbStore.open({ path: `${directory}/copy`, timeoutMs: STORE_TIMEOUT_MS });
     try {
       assert.equal(await copied.has(digestOf(victim)), false);
     } finally {
@@ -130,7 +139,7 @@ describe('digestd migrate and verify', { skip: skip ?? false }, () => {
   });
 
   it('verify with the store in a Redis key holding a wrong message exits 1', async () => {
-    const store = createRedisStore({ url: redisUrl });
+    const store = createRedisStore({ url: redisUrl, timeoutMs: STORE_TIMEOUT_MS });
     try {
       // Stored under the digest of another message: what a bit flip or a bad import looks like.
       await store.put(digestOf('the right one'), 'a wrong one');

@@ -6,6 +6,7 @@ import { metrics, workerRegistry } from '../../../src/metrics.js';
 import { CachedStore } from '../../../src/store/cache.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
 import { postgresForTest, TEST_POSTGRES_URL } from '../../helpers/services.js';
+import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 
 /** The cache as digestd builds it: 64 MiB, counting into its metrics. */
 const SERVED = {
@@ -44,11 +45,11 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
 
   it('never caches absence: a message written through another node is visible at once', async () => {
     const nodeA = new CachedStore(
-      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table }),
+      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table, timeoutMs: STORE_TIMEOUT_MS }),
       SERVED,
     );
     const nodeB = new CachedStore(
-      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table }),
+      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table, timeoutMs: STORE_TIMEOUT_MS }),
       SERVED,
     );
     try {
@@ -63,9 +64,12 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
 
   it('stays within its byte budget, and keeps no message larger than the budget', async () => {
     const maxBytes = 64 * 1024;
-    const cached = new CachedStore(createPostgresStore({ connectionString: TEST_POSTGRES_URL, table }), {
-      maxBytes,
-    });
+    const cached = new CachedStore(
+      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table, timeoutMs: STORE_TIMEOUT_MS }),
+      {
+        maxBytes,
+      },
+    );
     try {
       for (let index = 0; index < 40; index += 1) {
         const message = `${index} `.padEnd(4000, 'é');

@@ -5,6 +5,7 @@ import { digestOf } from '../../../src/digest.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
 import { postgresForTest, TEST_POSTGRES_URL } from '../../helpers/services.js';
 import { describeStoreConformance } from '../../helpers/store-conformance.js';
+import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 
 const { skip, table, proxy, urlThroughProxy } = await postgresForTest(
   'digestd_test',
@@ -23,7 +24,11 @@ describeStoreConformance('postgres', {
 
 describe('postgres store specifics', { skip: skip ?? false }, () => {
   it('keeps digests as 32-byte bytea and messages as UTF-8 bytes', async () => {
-    const store = createPostgresStore({ connectionString: TEST_POSTGRES_URL, table });
+    const store = createPostgresStore({
+      connectionString: TEST_POSTGRES_URL,
+      table,
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
     await store.ready();
     const message = `bytes ${Math.random()} é\u0000`;
     await store.put(digestOf(message), message);
@@ -46,7 +51,7 @@ describe('postgres store specifics', { skip: skip ?? false }, () => {
   it('migrates idempotently when several nodes start at once', async () => {
     const fresh = `${table}_m`;
     const stores = Array.from({ length: 4 }, () =>
-      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table: fresh }),
+      createPostgresStore({ connectionString: TEST_POSTGRES_URL, table: fresh, timeoutMs: STORE_TIMEOUT_MS }),
     );
     try {
       await Promise.all(stores.map((store) => store.ready()));
@@ -61,7 +66,12 @@ describe('postgres store specifics', { skip: skip ?? false }, () => {
   });
 
   it('batches concurrent puts and gives each its own answer', async () => {
-    const store = createPostgresStore({ connectionString: TEST_POSTGRES_URL, table, batchMaxRows: 7 });
+    const store = createPostgresStore({
+      connectionString: TEST_POSTGRES_URL,
+      table,
+      batchMaxRows: 7,
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
     try {
       const messages = Array.from({ length: 100 }, (_, index) => `batched ${Math.random()} ${index}`);
       await Promise.all(messages.map((message) => store.put(digestOf(message), message)));
@@ -73,7 +83,12 @@ describe('postgres store specifics', { skip: skip ?? false }, () => {
 
   it('refuses a table name that is not an identifier', () => {
     assert.throws(
-      () => createPostgresStore({ connectionString: TEST_POSTGRES_URL, table: 'x; DROP TABLE y' }),
+      () =>
+        createPostgresStore({
+          connectionString: TEST_POSTGRES_URL,
+          table: 'x; DROP TABLE y',
+          timeoutMs: STORE_TIMEOUT_MS,
+        }),
       /not a valid table name/,
     );
   });

@@ -7,6 +7,7 @@ import { createRedisStore } from '../../../src/store/redis.js';
 import { startRedisCluster, type RedisCluster } from '../../helpers/redis-cluster.js';
 import { redisBinariesAvailable, serviceSkip } from '../../helpers/services.js';
 import { describeStoreConformance } from '../../helpers/store-conformance.js';
+import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 
 const skip = await serviceSkip(
   'redis-server',
@@ -42,7 +43,7 @@ describeStoreConformance('redis-cluster', {
 
 describe('redis-cluster store specifics', { skip: skip ?? false }, () => {
   it('waits for one replica by default when the cluster has replicas', async () => {
-    const store = createRedisStore({ clusterNodes: clusterNodes() });
+    const store = createRedisStore({ clusterNodes: clusterNodes(), timeoutMs: STORE_TIMEOUT_MS });
     try {
       await store.ready();
       assert.equal(store.waitReplicas, 1);
@@ -52,7 +53,11 @@ describe('redis-cluster store specifics', { skip: skip ?? false }, () => {
   });
 
   it('spreads messages over every master and finds them all again', async () => {
-    const store = createRedisStore({ clusterNodes: clusterNodes(), keyPrefix: 'spread:' });
+    const store = createRedisStore({
+      clusterNodes: clusterNodes(),
+      keyPrefix: 'spread:',
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
     try {
       const messages = Array.from({ length: 60 }, (_, index) => `spread ${Math.random()} ${index}`);
       await store.putMany(messages.map((message) => [digestOf(message), message] as const));

@@ -8,6 +8,7 @@ import { startRedisServer, type RedisServerProcess } from '../../helpers/redis-s
 import { temporaryDirectory } from '../../helpers/server.js';
 import { redisBinariesAvailable, serviceSkip } from '../../helpers/services.js';
 import { describeStoreConformance } from '../../helpers/store-conformance.js';
+import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 
 const skip = await serviceSkip(
   'redis-server',
@@ -35,7 +36,7 @@ describeStoreConformance('redis', {
 
 describe('redis store specifics', { skip: skip ?? false }, () => {
   it('keeps each message under a short prefix and the 32 binary digest bytes', async () => {
-    const store = createRedisStore({ url, keyPrefix: 'x:' });
+    const store = createRedisStore({ url, keyPrefix: 'x:', timeoutMs: STORE_TIMEOUT_MS });
     const direct = new Redis(url);
     try {
       await store.ready();
@@ -51,7 +52,7 @@ describe('redis store specifics', { skip: skip ?? false }, () => {
   });
 
   it('waits for no replica when the server has none', async () => {
-    const store = createRedisStore({ url });
+    const store = createRedisStore({ url, timeoutMs: STORE_TIMEOUT_MS });
     try {
       await store.ready();
       assert.equal(store.waitReplicas, 0);

@@ -35,6 +35,22 @@ describe('store URLs', () => {
     }
   });
 
+  it('refuses a table or key prefix the store would refuse, and names --store when read as a setting', () => {
+    for (const url of [
+      'postgres://db/app?table=x;%20DROP%20TABLE%20y',
+      'postgres://db/app?table=a.b.c',
+      'redis://cache:6379?prefix=a%20b',
+      'redis-cluster://a:7000?prefix=' + 'p'.repeat(33),
+    ]) {
+      assert.throws(() => parseStoreUrl(url), InvalidConfig, url);
+      assert.throws(
+        () => loadConfig(['--store', url], {}),
+        (error: InvalidConfig) => error.problems.length === 1 && error.problems[0]!.startsWith('--store: '),
+        url,
+      );
+    }
+  });
+
   it('defaults --store to lmdb in --data-dir, and validates it with the other settings', () => {
     assert.equal(loadConfig(['--data-dir', '/srv/d'], {}).store, 'lmdb:/srv/d');
     assert.equal(loadConfig([], { DIGESTD_STORE: 'redis://r:1' }).store, 'redis://r:1');
