@@ -41,14 +41,14 @@ const config = loadConfig([
 const tls = await loadTlsMaterial({ dataDir });
 const { app } = await createServer(config, {
   logger: createLogger({
-    level: config.logLevel,
+    level: config.log.level,
     destination: new IpcLogDestination({ send: (message, callback) => write(1, message.lines, callback) }),
   }),
   https: { cert: tls.cert, key: tls.key },
   store: await LmdbStore.open({
     path: path.join(dataDir, 'store'),
     mapSize: 2 ** 30,
-    timeoutMs: config.storeTimeout,
+    timeoutMs: config.store.timeoutMs,
   }),
 });
-await app.listen({ port: config.port, host: config.host });
+await app.listen(config.listen);

@@ -12,7 +12,7 @@ import { LARGE_POOL_SIZES, REPEATED_MESSAGE, largeMessage, smallMessage } from '
 const BATCH = 500;
 
 /** Each write's deadline, as `digestd migrate` sets it by default (--store-timeout). */
-const storeTimeoutMs = loadConfig([], {}).storeTimeout;
+const storeTimeoutMs = loadConfig([], {}).store.timeoutMs;
 
 /**
  * Writes small messages number `from` to `to - 1` (and, from zero, the large pools and the

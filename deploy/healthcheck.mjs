@@ -23,7 +23,7 @@ function fail(reason) {
 
 let dataDir;
 try {
-  dataDir = loadConfig(process.argv.slice(2)).dataDir;
+  dataDir = loadConfig(process.argv.slice(2)).data.dir;
 } catch (error) {
   fail(error.message);
 }

@@ -48,22 +48,19 @@ export interface Server {
  * StoreUnavailable when the store cannot be reached.
  */
 export async function createServer(config: Config, options: ServerOptions): Promise<Server> {
-  const writeTokens = await writeTokensOf(config);
-  const storeOptions = {
-    url: config.store,
-    timeoutMs: config.storeTimeout,
-    cacheBytes: config.cacheBytes,
-    redisWaitReplicas: config.redisWaitReplicas,
-    logger: options.logger,
-  };
+  const { protection } = config;
+  const writeTokens = await writeTokensOf(protection);
   const store =
     options.store ??
-    (await openStore(storeOptions, { hits: metrics.cacheHits, misses: metrics.cacheMisses }));
+    (await openStore(
+      { ...config.store, logger: options.logger },
+      { hits: metrics.cacheHits, misses: metrics.cacheMisses },
+    ));
   let sharedRedis: Awaited<ReturnType<typeof openSharedRedis>>;
   try {
     await store.ready();
     // With a Redis store, every node counts a client's requests in that Redis.
-    sharedRedis = config.rateLimit ? await openSharedRedis(storeOptions) : undefined;
+    sharedRedis = protection.rateLimit ? await openSharedRedis(config.store) : undefined;
   } catch (error) {
     await store.close().catch(() => {});
     throw error;
@@ -78,30 +75,17 @@ export async function createServer(config: Config, options: ServerOptions): Prom
     logger: options.logger,
     https: options.https,
     notReady: options.notReady,
-    http: {
-      maxMessageBytes: config.maxMessageBytes,
-      batchMax: config.batchMax,
-      trustProxy: config.trustProxy,
-    },
-    connection: {
-      headersTimeoutMs: config.headersTimeout,
-      requestTimeoutMs: config.requestTimeout,
-      keepAliveTimeoutMs: config.keepAliveTimeout,
-      maxHeaderBytes: config.maxHeaderBytes,
-      maxUrlBytes: config.maxUrlBytes,
-      maxConnections: config.maxConnections,
-    },
+    http: config.http,
+    connection: config.connection,
     protection: {
+      ...protection,
       writeTokens,
-      rateLimit: config.rateLimit && { ...config.rateLimit, redis: sharedRedis },
-      maxEventLoopDelayMs: config.maxEventLoopDelayMs,
-      maxHeapUsedBytes: config.maxHeapUsedBytes,
-      maxRssBytes: config.maxRssBytes,
+      rateLimit: protection.rateLimit && { ...protection.rateLimit, redis: sharedRedis },
     },
-    storeTimeoutMs: config.storeTimeout,
+    storeTimeoutMs: config.store.timeoutMs,
     // With a metrics port of its own, /metrics is served there instead.
     metrics:
-      config.metricsPort === undefined ? { collect: options.collectMetrics ?? localMetricsText } : false,
+      config.metrics.port === undefined ? { collect: options.collectMetrics ?? localMetricsText } : false,
   });
   app.addHook('onClose', async () => {
     sharedRedis?.disconnect();

@@ -14,14 +14,11 @@ const BATCH = 500;
  */
 export async function migrate(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv, undefined, 'migrate');
+  const { from, to } = config.migrate;
   // The cache would only hold what we are about to forget.
-  const settings = {
-    timeoutMs: config.storeTimeout,
-    cacheBytes: 0,
-    redisWaitReplicas: config.redisWaitReplicas,
-  };
-  const source = await openCommandStore('--from', { ...settings, url: config.from!, mustExist: true });
-  const target = await openCommandStore('--to', { ...settings, url: config.to!, mustExist: false }).catch(
+  const settings = { ...config.store, cacheBytes: 0 };
+  const source = await openCommandStore('--from', { ...settings, url: from!, mustExist: true });
+  const target = await openCommandStore('--to', { ...settings, url: to!, mustExist: false }).catch(
     async (error: unknown) => {
       await source.close();
       throw error;

@@ -18,24 +18,23 @@ import { startMetricsListener, type MetricsListener } from '../server.js';
 export async function serve(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv);
   // Settings that need files read are checked here, so a mistake exits 2 instead of crash-looping.
-  await writeTokensOf(config);
-  await createDirectory(config.dataDir).catch((error: unknown) => {
+  await writeTokensOf(config.protection);
+  await createDirectory(config.data.dir).catch((error: unknown) => {
     throw new InvalidConfig([`--data-dir: ${(error as Error).message}`]);
   });
-  const sink = new LogSink({
-    file: config.logFile,
-    maxSize: config.logMaxSize,
-    maxFiles: config.logMaxFiles,
-  });
+  const sink = new LogSink(config.log);
   await sink.ready();
-  const logger = createLogger({ level: config.logLevel, destination: { write: (line) => sink.write(line) } });
+  const logger = createLogger({
+    level: config.log.level,
+    destination: { write: (line) => sink.write(line) },
+  });
   sink.onDropped = (lines, reason) => logger.warn({ droppedLines: lines, reason }, 'log lines dropped');
   logger.info({ config: redactConfig(config), node: process.version }, 'digestd starting');
 
-  let boundPort = config.port;
+  let boundPort = config.listen.port;
   /** The bound URL, once every worker listens. */
   let address: string | undefined = undefined;
-  const listenFile = new ListenFile(config.dataDir, logger, () =>
+  const listenFile = new ListenFile(config.data.dir, logger, () =>
     address === undefined
       ? undefined
       : {
@@ -45,7 +44,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
           ca: certificates?.current?.caPath,
         },
   );
-  const certificates: CertificateKeeper | undefined = config.tls
+  const certificates: CertificateKeeper | undefined = config.tls.enabled
     ? new CertificateKeeper({
         config,
         logger,
@@ -109,26 +108,27 @@ export async function serve(argv: readonly string[]): Promise<void> {
   } catch (error) {
     fail(
       new Error(
-        `ACME: cannot answer http-01 challenges on port ${config.acmeHttpPort}: ${(error as Error).message}`,
+        `ACME: cannot answer http-01 challenges on port ${config.acme.httpPort}: ${(error as Error).message}`,
         { cause: error },
       ),
     );
     return;
   }
-  if (config.metricsPort !== undefined) {
+  const metricsPort = config.metrics.port;
+  if (metricsPort !== undefined) {
     metricsListener = await startMetricsListener({
-      host: config.metricsHost,
-      port: config.metricsPort,
+      ...config.metrics,
+      port: metricsPort,
       logger,
       collect: primaryMetrics.collect,
-      shutdownTimeoutMs: config.shutdownTimeout * 1000,
+      shutdownTimeoutMs: config.supervisor.shutdownTimeoutSeconds * 1000,
     });
     logger.info({ metricsAddress: metricsListener.address }, `metrics on ${metricsListener.address}/metrics`);
   }
   address = bound;
   await listenFile.update();
   logger.info(
-    { address, workers: config.workers, config: redactConfig(config) },
+    { address, workers: config.supervisor.workers, config: redactConfig(config) },
     `digestd listening on ${address}`,
   );
 }

@@ -9,13 +9,8 @@ import { openCommandStore } from './source.js';
  */
 export async function verify(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv, undefined, 'verify');
-  const store = await openCommandStore('--store', {
-    mustExist: true,
-    url: config.store,
-    timeoutMs: config.storeTimeout,
-    cacheBytes: 0,
-    redisWaitReplicas: config.redisWaitReplicas,
-  });
+  // The cache would only hold what is read once.
+  const store = await openCommandStore('--store', { ...config.store, cacheBytes: 0, mustExist: true });
   try {
     const progress = startProgress({ label: 'verify', total: await store.count() });
     let checked = 0;

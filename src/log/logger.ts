@@ -1,7 +1,10 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
-import type { LogLevel } from '../config.js';
 
 export type { Logger };
+
+/** pino's levels, from the least to the most verbose, and `silent`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Options of the process logger. */
 export interface LoggerOptions {

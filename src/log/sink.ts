@@ -9,7 +9,7 @@ export interface LogSinkOptions {
   /** Rotated log file; stdout when absent. */
   file?: string | undefined;
   /** Rotate the file when it reaches this many bytes. */
-  maxSize: number;
+  maxSizeBytes: number;
   /** Files kept, the current one included (PATH, PATH.1, ... PATH.<maxFiles-1>). */
   maxFiles: number;
   /**
@@ -54,7 +54,7 @@ export class LogSink {
   constructor(options: LogSinkOptions) {
     this.#options = options;
     this.#maxBufferedBytes = options.maxBufferedBytes ?? 16 * 1024 * 1024;
-    this.#pieceBytes = Math.min(64 * 1024, Math.max(256, Math.floor(options.maxSize / 8)));
+    this.#pieceBytes = Math.min(64 * 1024, Math.max(256, Math.floor(options.maxSizeBytes / 8)));
     if (options.file === undefined) {
       this.#stdout = pino.destination({ dest: 1, sync: false, maxLength: this.#maxBufferedBytes });
       this.#stdout.on('drop', (data: string) => this.#drop(countLines(data), 'stdout is not keeping up'));
@@ -145,9 +145,9 @@ export class LogSink {
   }
 
   #openFile(): void {
-    const { file, maxSize, maxFiles } = this.#options;
+    const { file, maxSizeBytes, maxFiles } = this.#options;
     if (file === undefined) return;
-    const stream = createStream(file, { size: `${maxSize}B`, rotate: maxFiles - 1 });
+    const stream = createStream(file, { size: `${maxSizeBytes}B`, rotate: maxFiles - 1 });
     this.#file = stream;
     this.#broken = undefined;
     stream.on('error', (error: Error) => {

@@ -43,17 +43,10 @@ export class CertificateKeeper {
   constructor(options: CertificateKeeperOptions) {
     this.#options = options;
     const { config, logger } = options;
-    if (config.acmeDomain !== undefined) {
+    const { domains } = config.acme;
+    if (domains !== undefined) {
       this.#acme = new AcmeCertificates(
-        {
-          domains: config.acmeDomain,
-          email: config.acmeEmail,
-          directoryUrl: config.acmeDirectory,
-          caCertFiles: config.acmeCaCert,
-          challenge: config.acmeChallenge as 'http-01' | 'tls-alpn-01',
-          renewBeforeDays: config.acmeRenewBefore,
-          dataDir: config.dataDir,
-        },
+        { ...config.acme, domains, dataDir: config.data.dir },
         {
           logger,
           responder: this.#responder(),
@@ -81,7 +74,7 @@ export class CertificateKeeper {
     if (this.#acme) {
       if (this.#provisional) {
         logger.warn(
-          { domains: config.acmeDomain },
+          { domains: config.acme.domains },
           'ACME: serving the local CA certificate until the first ACME certificate is obtained; /readyz answers 503 meanwhile',
         );
       }
@@ -95,7 +88,7 @@ export class CertificateKeeper {
    */
   async startAcme(): Promise<void> {
     if (this.#acme === undefined || this.#closed) return;
-    if (this.#options.config.acmeChallenge === 'http-01') await this.#listenHttp();
+    if (this.#options.config.acme.challenge === 'http-01') await this.#listenHttp();
     this.#acme.start(this.#provisional ? undefined : this.#current);
   }
 
@@ -138,10 +131,8 @@ export class CertificateKeeper {
   #loadLocalOrOperator(): Promise<TlsMaterial> {
     const { config } = this.#options;
     return loadTlsMaterial({
-      certPath: config.tlsCert,
-      keyPath: config.tlsKey,
-      dataDir: config.dataDir,
-      extraNames: config.tlsSan,
+      ...config.tls,
+      dataDir: config.data.dir,
     });
   }
 
@@ -211,7 +202,7 @@ export class CertificateKeeper {
     const server = createAcmeHttpServer({ tokens: this.#httpTokens, httpsPort: this.#options.httpsPort });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(config.acmeHttpPort, config.host, () => {
+      server.listen(config.acme.httpPort, config.listen.host, () => {
         server.off('error', reject);
         resolve();
       });
@@ -219,8 +210,8 @@ export class CertificateKeeper {
     server.on('error', (error) => logger.error({ err: error }, 'ACME: the http-01 listener failed'));
     this.#httpServer = server;
     logger.info(
-      { acmeHttpPort: config.acmeHttpPort },
-      `ACME: answering http-01 challenges on http://${config.host}:${config.acmeHttpPort} (other requests are redirected to HTTPS)`,
+      { acmeHttpPort: config.acme.httpPort },
+      `ACME: answering http-01 challenges on http://${config.listen.host}:${config.acme.httpPort} (other requests are redirected to HTTPS)`,
     );
   }
 }

@@ -49,9 +49,9 @@ interface Slot {
 }
 
 /**
- * The primary process: forks `config.workers` workers that share the port (node:cluster), replaces
- * any that dies with exponential backoff, gives up on a crash loop, relays reloads and shutdowns,
- * and writes every worker's log lines to the one log sink.
+ * The primary process: forks `config.supervisor.workers` workers that share the port
+ * (node:cluster), replaces any that dies with exponential backoff, gives up on a crash loop,
+ * relays reloads and shutdowns, and writes every worker's log lines to the one log sink.
  */
 export class Supervisor {
   readonly #options: SupervisorOptions;
@@ -77,8 +77,8 @@ export class Supervisor {
       key: options.tls.key,
       provisional: options.tls.provisional,
     };
-    this.#listenPort = options.config.port;
-    this.#slots = Array.from({ length: options.config.workers }, (_, index) => ({
+    this.#listenPort = options.config.listen.port;
+    this.#slots = Array.from({ length: options.config.supervisor.workers }, (_, index) => ({
       index,
       worker: undefined,
       listeningSince: undefined,
@@ -134,7 +134,7 @@ export class Supervisor {
         this.#options.logger.warn('workers did not stop in time: killing them');
         this.kill();
       },
-      this.#options.config.shutdownTimeout * 1000 + SHUTDOWN_GRACE_MS,
+      this.#options.config.supervisor.shutdownTimeoutSeconds * 1000 + SHUTDOWN_GRACE_MS,
     );
     await new Promise<void>((resolve) => {
       this.#exitWaiters.push(resolve);

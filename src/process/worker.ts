@@ -5,6 +5,7 @@ import { AlpnChallenges } from '../http/tls/alpn-challenges.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { addressUrl, drain, listen } from '../http/listen.js';
+import { freezeConfig } from '../config.js';
 import { ListenFailed } from '../errors.js';
 import { createServer } from '../server.js';
 import { answerMetricsCollection, metricsText } from './metrics.js';
@@ -65,12 +66,12 @@ export function runClusterWorker(): void {
   process.on('SIGTERM', beforeServing);
 
   const start = async (message: StartMessage) => {
-    const { config } = message;
+    const config = freezeConfig(message.config);
     provisional = message.tls?.provisional ?? false;
-    if (config.acmeDomain !== undefined && config.acmeChallenge === 'tls-alpn-01') {
+    if (config.acme.domains !== undefined && config.acme.challenge === 'tls-alpn-01') {
       alpnChallenges = new AlpnChallenges();
     }
-    logger = createLogger({ level: config.logLevel, destination });
+    logger = createLogger({ level: config.log.level, destination });
     const workerLogger = logger;
     setInterval(() => reportDrops(workerLogger), 10_000).unref();
     try {
@@ -92,7 +93,7 @@ export function runClusterWorker(): void {
       shutdown = onShutdownSignal(logger, {
         stop: () =>
           drain(serving, {
-            timeoutMs: config.shutdownTimeout * 1000,
+            timeoutMs: config.supervisor.shutdownTimeoutSeconds * 1000,
             onTimeout: (unanswered) =>
               workerLogger.warn({ unanswered }, 'shutdown timeout: closing the connections still open'),
           }),
@@ -102,7 +103,7 @@ export function runClusterWorker(): void {
         // reaches the primary too, which then kills the workers at once.
         repeatedSignal: 'ignore',
       });
-      const bound = await listen(app, { host: config.host, port: message.port });
+      const bound = await listen(app, { ...config.listen, port: message.port });
       logger.info(`worker listening at ${addressUrl(bound, message.tls !== undefined)}`);
     } catch (error) {
       const permanent = error instanceof ListenFailed;

@@ -16,38 +16,48 @@ function problemsOf(run: () => unknown): readonly string[] {
 describe('configuration of batches, metrics and protection', () => {
   it('has the documented defaults', () => {
     const config = loadConfig([], {});
-    assert.equal(config.batchMax, 1000);
-    assert.equal(config.metricsPort, undefined);
-    assert.equal(config.metricsHost, '127.0.0.1');
-    assert.equal(config.writeToken, undefined);
-    assert.equal(config.writeTokenFile, undefined);
-    assert.equal(config.rateLimit, undefined);
-    assert.equal(config.maxEventLoopDelayMs, 1000);
-    assert.equal(config.maxHeapUsedBytes, 0);
-    assert.equal(config.maxRssBytes, 0);
+    assert.equal(config.http.batchMax, 1000);
+    assert.equal(config.metrics.port, undefined);
+    assert.equal(config.metrics.host, '127.0.0.1');
+    assert.equal(config.protection.writeTokens, undefined);
+    assert.equal(config.protection.writeTokenFile, undefined);
+    assert.equal(config.protection.rateLimit, undefined);
+    assert.equal(config.protection.maxEventLoopDelayMs, 1000);
+    assert.equal(config.protection.maxHeapUsedBytes, 0);
+    assert.equal(config.protection.maxRssBytes, 0);
   });
 
   it('takes --write-token repeatedly, or comma-separated from the environment', () => {
-    assert.deepEqual(loadConfig(['--write-token', 'one', '--write-token', 'two'], {}).writeToken, [
+    assert.deepEqual(
+      loadConfig(['--write-token', 'one', '--write-token', 'two'], {}).protection.writeTokens,
+      ['one', 'two'],
+    );
+    assert.deepEqual(loadConfig([], { DIGESTD_WRITE_TOKEN: 'one, two' }).protection.writeTokens, [
       'one',
       'two',
     ]);
-    assert.deepEqual(loadConfig([], { DIGESTD_WRITE_TOKEN: 'one, two' }).writeToken, ['one', 'two']);
-    assert.deepEqual(loadConfig(['--write-token', 'flag'], { DIGESTD_WRITE_TOKEN: 'env' }).writeToken, [
-      'flag',
-    ]);
+    assert.deepEqual(
+      loadConfig(['--write-token', 'flag'], { DIGESTD_WRITE_TOKEN: 'env' }).protection.writeTokens,
+      ['flag'],
+    );
   });
 
   it('redacts write tokens', () => {
     const shown = redactConfig(loadConfig(['--write-token', 'very-secret'], {}));
-    assert.equal(shown.writeToken, '[redacted]');
+    assert.equal(shown.protection.writeTokens, '[redacted]');
     assert.doesNotMatch(JSON.stringify(shown), /very-secret/);
   });
 
   it('parses rates per second, minute and hour', () => {
-    assert.deepEqual(loadConfig(['--rate-limit', '100/s'], {}).rateLimit, { max: 100, windowMs: 1000 });
-    assert.deepEqual(loadConfig(['--rate-limit', '600/min'], {}).rateLimit, { max: 600, windowMs: 60_000 });
-    assert.deepEqual(loadConfig([], { DIGESTD_RATE_LIMIT: '10000 / h' }).rateLimit, {
+    assert.deepEqual(loadConfig(['--rate-limit', '100/s'], {}).protection.rateLimit, {
+      max: 100,
+      windowMs: 1000,
+    });
+    assert.deepEqual(loadConfig(['--rate-limit', '600/min'], {}).protection.rateLimit, {
+      max: 600,
+      windowMs: 60_000,
+    });
+    assert.deepEqual(loadConfig([], { DIGESTD_RATE_LIMIT: '10000 / h' }).protection.rateLimit, {
       max: 10000,
       windowMs: 3_600_000,
     });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig, settingsHelp, type Command } from '../../src/config.js';
+import { loadConfig, SCHEMA, settingsHelp, type Command } from '../../src/config.js';
 import { InvalidConfig } from '../../src/errors.js';
 
 /**
@@ -122,4 +122,23 @@ describe('setting names', () => {
       }
     });
   }
+});
+
+describe('setting keys', () => {
+  it('name the unit of their value', () => {
+    const units = [
+      [/milliseconds|\bms\b/i, 'Ms'],
+      [/\bseconds\b/i, 'Seconds'],
+      [/\bdays\b/i, 'Days'],
+    ] as const;
+    for (const [group, { settings }] of Object.entries(SCHEMA)) {
+      for (const [key, spec] of Object.entries(settings as Record<string, { kind: string; help: string }>)) {
+        const name = `${group}.${key}`;
+        if (spec.kind === 'bytes') assert.ok(key.endsWith('Bytes'), `${name} holds bytes`);
+        for (const [said, suffix] of units) {
+          if (said.test(spec.help)) assert.ok(key.endsWith(suffix), `${name}: ${spec.help}`);
+        }
+      }
+    }
+  });
 });

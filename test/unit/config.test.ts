@@ -6,31 +6,32 @@ import { InvalidConfig } from '../../src/errors.js';
 describe('configuration', () => {
   it('has the documented defaults', () => {
     const config = loadConfig([], {});
-    assert.equal(config.port, 8443);
-    assert.equal(config.host, '::');
-    assert.equal(config.dataDir, './data');
-    assert.equal(config.tls, true);
-    assert.equal(config.maxMessageBytes, 1024 * 1024);
-    assert.equal(config.logLevel, 'info');
+    assert.equal(config.listen.port, 8443);
+    assert.equal(config.listen.host, '::');
+    assert.equal(config.data.dir, './data');
+    assert.equal(config.tls.enabled, true);
+    assert.equal(config.http.maxMessageBytes, 1024 * 1024);
+    assert.equal(config.log.level, 'info');
     assert.ok(Object.isFrozen(config));
+    for (const [group, values] of Object.entries(config)) assert.ok(Object.isFrozen(values), group);
   });
 
   it('reads environment variables, and flags win over them', () => {
     const env = { DIGESTD_PORT: '9000', DIGESTD_HOST: '127.0.0.1' };
-    assert.equal(loadConfig([], env).port, 9000);
+    assert.equal(loadConfig([], env).listen.port, 9000);
     const config = loadConfig(['--port', '9100'], env);
-    assert.equal(config.port, 9100);
-    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.listen.port, 9100);
+    assert.equal(config.listen.host, '127.0.0.1');
   });
 
   it('parses byte sizes with units', () => {
-    assert.equal(loadConfig(['--max-message-bytes', '64KiB'], {}).maxMessageBytes, 65536);
-    assert.equal(loadConfig(['--max-message-bytes', '2M'], {}).maxMessageBytes, 2 * 1024 * 1024);
+    assert.equal(loadConfig(['--max-message-bytes', '64KiB'], {}).http.maxMessageBytes, 65536);
+    assert.equal(loadConfig(['--max-message-bytes', '2M'], {}).http.maxMessageBytes, 2 * 1024 * 1024);
   });
 
   it('--no-tls turns TLS off, over the environment', () => {
-    assert.equal(loadConfig(['--no-tls'], { DIGESTD_TLS: 'true' }).tls, false);
-    assert.equal(loadConfig([], { DIGESTD_TLS: 'no' }).tls, false);
+    assert.equal(loadConfig(['--no-tls'], { DIGESTD_TLS: 'true' }).tls.enabled, false);
+    assert.equal(loadConfig([], { DIGESTD_TLS: 'no' }).tls.enabled, false);
   });
 
   it('reports every bad setting at once, by name', () => {
@@ -52,19 +53,19 @@ describe('configuration', () => {
   });
 
   it('redacts nothing that is not secret', () => {
-    assert.equal(redactConfig(loadConfig([], {})).port, 8443);
+    assert.equal(redactConfig(loadConfig([], {})).listen.port, 8443);
   });
 });
 
 describe('configuration: connection protection', () => {
   it('has the documented defaults', () => {
     const config = loadConfig([], {});
-    assert.equal(config.headersTimeout, 10_000);
-    assert.equal(config.requestTimeout, 60_000);
-    assert.equal(config.keepAliveTimeout, 72_000);
-    assert.equal(config.maxHeaderBytes, 16 * 1024);
-    assert.equal(config.maxUrlBytes, 8 * 1024);
-    assert.equal(config.maxConnections, 10_000);
+    assert.equal(config.connection.headersTimeoutMs, 10_000);
+    assert.equal(config.connection.requestTimeoutMs, 60_000);
+    assert.equal(config.connection.keepAliveTimeoutMs, 72_000);
+    assert.equal(config.connection.maxHeaderBytes, 16 * 1024);
+    assert.equal(config.connection.maxUrlBytes, 8 * 1024);
+    assert.equal(config.connection.maxConnections, 10_000);
   });
 
   it('reads flags and environment variables', () => {
@@ -72,10 +73,10 @@ describe('configuration: connection protection', () => {
       DIGESTD_MAX_CONNECTIONS: '0',
       DIGESTD_MAX_URL_BYTES: '2K',
     });
-    assert.equal(config.headersTimeout, 2000);
-    assert.equal(config.maxHeaderBytes, 32 * 1024);
-    assert.equal(config.maxConnections, 0);
-    assert.equal(config.maxUrlBytes, 2048);
+    assert.equal(config.connection.headersTimeoutMs, 2000);
+    assert.equal(config.connection.maxHeaderBytes, 32 * 1024);
+    assert.equal(config.connection.maxConnections, 0);
+    assert.equal(config.connection.maxUrlBytes, 2048);
   });
 
   it('refuses a header timeout longer than the request timeout, and zero timeouts', () => {

@@ -52,8 +52,8 @@ describe('store URLs', () => {
   });
 
   it('defaults --store to lmdb in --data-dir, and validates it with the other settings', () => {
-    assert.equal(loadConfig(['--data-dir', '/srv/d'], {}).store, 'lmdb:/srv/d');
-    assert.equal(loadConfig([], { DIGESTD_STORE: 'redis://r:1' }).store, 'redis://r:1');
+    assert.equal(loadConfig(['--data-dir', '/srv/d'], {}).store.url, 'lmdb:/srv/d');
+    assert.equal(loadConfig([], { DIGESTD_STORE: 'redis://r:1' }).store.url, 'redis://r:1');
     assert.throws(
       () => loadConfig(['--store', 'mysql://x', '--cache-bytes', 'lots'], {}),
       (error: InvalidConfig) => error.problems.length === 2 && /--store/.test(error.message),
