@@ -65,8 +65,10 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const closeLog = async () => {
     await sink.close();
     // The log itself may be what failed (disk full): say it where an operator will see it.
-    if (sink.droppedLines > 0) {
-      process.stderr.write(`digestd: ${sink.droppedLines} log lines were dropped (${sink.dropReason})\n`);
+    if (sink.dropped.total > 0) {
+      process.stderr.write(
+        `digestd: ${sink.dropped.total} log lines were dropped (${sink.dropped.reason})\n`,
+      );
     }
   };
   const fail = (error: Error) => {

@@ -1,3 +1,5 @@
+import { DroppedLines } from './dropped-lines.js';
+
 /** The IPC message carrying a worker's log lines to the primary, the one writer of the log. */
 export interface LogLinesMessage {
   type: 'log';
@@ -24,13 +26,6 @@ export interface IpcLogDestinationOptions {
   maxInFlightBytes?: number;
 }
 
-/** Number of complete lines (newlines) in `text`, for counting dropped log lines. */
-export function countLines(text: string): number {
-  let lines = 0;
-  for (let index = text.indexOf('\n'); index !== -1; index = text.indexOf('\n', index + 1)) lines++;
-  return lines;
-}
-
 /**
  * A pino destination in a worker: lines are batched (one IPC message per batchMs, or per 64 KiB) and sent to the primary, so workers never touch the log file. Writing never blocks.
  */
@@ -44,8 +39,8 @@ export class IpcLogDestination {
   #timer: NodeJS.Timeout | undefined;
   #inFlightBytes = 0;
   #waiters: (() => void)[] = [];
-  /** Lines dropped since start because the primary was not reading or the channel was closed. */
-  droppedLines = 0;
+  /** Lines dropped because the primary was not reading or the channel was closed. */
+  readonly dropped = new DroppedLines();
 
   constructor(options: IpcLogDestinationOptions) {
     this.#send = options.send;
@@ -77,13 +72,13 @@ export class IpcLogDestination {
     if (lines === '') return;
     this.#batch = '';
     if (this.#inFlightBytes > this.#maxInFlightBytes) {
-      this.droppedLines += countLines(lines);
+      this.dropped.add(lines, 'the primary is not reading');
       return;
     }
     this.#inFlightBytes += lines.length;
     try {
       this.#send({ type: 'log', lines }, (error) => {
-        if (error) this.droppedLines += countLines(lines);
+        if (error) this.dropped.add(lines, error.message);
         this.#inFlightBytes -= lines.length;
         if (this.#inFlightBytes === 0) {
           const waiters = this.#waiters;
@@ -93,7 +88,7 @@ export class IpcLogDestination {
       });
     } catch {
       this.#inFlightBytes -= lines.length;
-      this.droppedLines += countLines(lines);
+      this.dropped.add(lines, 'the IPC channel is closed');
     }
   }
 }

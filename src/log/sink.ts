@@ -1,6 +1,6 @@
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import { pino } from 'pino';
-import { countLines } from './ipc.js';
+import { DroppedLines } from './dropped-lines.js';
 
 type SonicBoom = ReturnType<typeof pino.destination>;
 
@@ -39,15 +39,8 @@ export class LogSink {
   #broken: string | undefined;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
-  /** Dropped since the last report. */
-  #pendingDrops = 0;
-  #dropReason = '';
-  /** Why lines were last dropped. */
-  get dropReason(): string {
-    return this.#dropReason;
-  }
-  /** Dropped since start. */
-  droppedLines = 0;
+  /** Lines that could not be written. */
+  readonly dropped = new DroppedLines();
   /** Called once lines can be written again after some were dropped (to log how many). */
   onDropped: ((lines: number, reason: string) => void) | undefined;
 
@@ -57,8 +50,8 @@ export class LogSink {
     this.#pieceBytes = Math.min(64 * 1024, Math.max(256, Math.floor(options.maxSizeBytes / 8)));
     if (options.file === undefined) {
       this.#stdout = pino.destination({ dest: 1, sync: false, maxLength: this.#maxBufferedBytes });
-      this.#stdout.on('drop', (data: string) => this.#drop(countLines(data), 'stdout is not keeping up'));
-      this.#stdout.on('error', (error: Error) => this.#drop(0, `stdout: ${error.message}`));
+      this.#stdout.on('drop', (data: string) => this.dropped.add(data, 'stdout is not keeping up'));
+      this.#stdout.on('error', (error: Error) => this.dropped.add(0, `stdout: ${error.message}`));
     } else {
       this.#openFile();
     }
@@ -87,17 +80,17 @@ export class LogSink {
     }
     const file = this.#file;
     if (file === undefined || this.#broken !== undefined || this.#closed) {
-      this.#drop(countLines(text), this.#broken ?? 'the log file is closed');
+      this.dropped.add(text, this.#broken ?? 'the log file is closed');
       return;
     }
     if (file.writableLength > this.#maxBufferedBytes) {
-      this.#drop(countLines(text), 'the log file is not keeping up');
+      this.dropped.add(text, 'the log file is not keeping up');
       return;
     }
     this.#reportDrops();
     for (const piece of this.#pieces(text)) {
       file.write(piece, (error) => {
-        if (error) this.#drop(countLines(piece), error.message);
+        if (error) this.dropped.add(piece, error.message);
       });
     }
   }
@@ -179,16 +172,7 @@ export class LogSink {
     });
   }
 
-  #drop(lines: number, reason: string): void {
-    this.#pendingDrops += lines;
-    this.droppedLines += lines;
-    this.#dropReason = reason;
-  }
-
   #reportDrops(): void {
-    if (this.#pendingDrops === 0) return;
-    const lines = this.#pendingDrops;
-    this.#pendingDrops = 0;
-    this.onDropped?.(lines, this.#dropReason);
+    if (this.onDropped !== undefined) this.dropped.report(this.onDropped);
   }
 }

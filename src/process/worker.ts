@@ -119,15 +119,10 @@ export function runClusterWorker(): void {
     }
   };
 
-  let reported = 0;
-  const reportDrops = (log: Logger) => {
-    if (destination.droppedLines === reported) return;
-    log.warn(
-      { droppedLines: destination.droppedLines - reported },
-      'log lines dropped: the primary was not reading',
+  const reportDrops = (log: Logger) =>
+    destination.dropped.report((lines, reason) =>
+      log.warn({ droppedLines: lines, reason }, `log lines dropped: ${reason}`),
     );
-    reported = destination.droppedLines;
-  };
 
   process.on('message', (message: unknown) => {
     if (!isMessage(message)) return;

@@ -36,7 +36,7 @@ describe('worker log lines over IPC', () => {
     destination.write('{"last":true}\n');
     await new Promise<void>((resolve) => destination.flush(() => resolve()));
     assert.deepEqual(sent, ['{"last":true}\n']);
-    assert.equal(destination.droppedLines, 0);
+    assert.equal(destination.dropped.total, 0);
   });
 
   it('sends a full batch without waiting for the window', () => {
