@@ -5,7 +5,6 @@ import { MetricsUnavailable } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { localMetricsText, supervisorRegistry, workerRegistry } from '../metrics.js';
 import {
-  isMessage,
   type MetricsCollectedMessage,
   type MetricsCollectMessage,
   type MetricsScrapedMessage,
@@ -24,28 +23,17 @@ import {
  * Here only listening workers are asked, and a worker that does not answer in time is left out
  * (and logged) instead of failing the scrape.
  *
- * Wiring (supervisor):
- *   primary: `const primaryMetrics = servePrimaryMetrics({ logger })` before forking;
- *            with --metrics-port, `startMetricsListener({ ..., collect: primaryMetrics.collect })`
- *            (src/server.ts).
- *   workers: `answerMetricsCollection()` at start (runWorker does it), and the public /metrics
- *            route uses `metricsText()`, which asks the primary when running as a cluster worker.
+ * Wiring: the primary calls `servePrimaryMetrics({ logger })` before forking and hands the workers'
+ * metrics messages to its `receive` (the supervisor's dispatcher does); with --metrics-port its
+ * `collect` serves the listener (src/server.ts). A worker's dispatcher (process/worker.ts) hands
+ * the primary's messages to `answerMetricsCollection` and `receiveScrapedMetrics`, and the public
+ * /metrics route uses `metricsText()`, which asks the primary when running as a cluster worker.
  */
 
 const COLLECT: MetricsCollectMessage['type'] = 'digestd:metrics:collect';
 const COLLECTED: MetricsCollectedMessage['type'] = 'digestd:metrics:collected';
 const SCRAPE: MetricsScrapeMessage['type'] = 'digestd:metrics:scrape';
 const SCRAPED: MetricsScrapedMessage['type'] = 'digestd:metrics:scraped';
-
-type MetricsMessage =
-  MetricsCollectMessage | MetricsCollectedMessage | MetricsScrapeMessage | MetricsScrapedMessage;
-
-function isMetricsMessage<Type extends MetricsMessage['type']>(
-  message: unknown,
-  type: Type,
-): message is Extract<MetricsMessage, { type: Type }> {
-  return isMessage(message) && message.type === type && typeof (message as { id?: unknown }).id === 'string';
-}
 
 /** A send on a closed IPC channel calls back with the error instead of emitting it. */
 const ignore = () => {};
@@ -56,23 +44,24 @@ export const METRICS_TIMEOUT_MS = 3000;
 // ---------------------------------------------------------------------------------------------
 // Worker side
 
-let answering = false;
-
 /**
- * In a cluster worker: answers the primary's requests for this process's metrics. Idempotent;
- * does nothing outside a cluster worker. Call it before the worker listens.
+ * In a cluster worker, the primary asks for this process's metrics: answer with the registry as
+ * JSON. Called by the worker's message dispatcher (process/worker.ts).
  */
-export function answerMetricsCollection(): void {
-  if (!cluster.isWorker || answering) return;
-  answering = true;
-  process.on('message', (message: unknown) => {
-    if (!isMetricsMessage(message, COLLECT)) return;
-    workerRegistry.getMetricsAsJSON().then(
-      (metrics) => process.send?.({ type: COLLECTED, id: message.id, metrics }, undefined, {}, ignore),
-      (error: unknown) =>
-        process.send?.({ type: COLLECTED, id: message.id, error: String(error) }, undefined, {}, ignore),
-    );
-  });
+export function answerMetricsCollection(message: MetricsCollectMessage): void {
+  workerRegistry.getMetricsAsJSON().then(
+    (metrics) => process.send?.({ type: COLLECTED, id: message.id, metrics }, undefined, {}, ignore),
+    (error: unknown) =>
+      process.send?.({ type: COLLECTED, id: message.id, error: String(error) }, undefined, {}, ignore),
+  );
+}
+
+/** Scrapes forwarded to the primary and not yet answered, by id. */
+const scrapes = new Map<string, (message: MetricsScrapedMessage) => void>();
+
+/** In a cluster worker, the primary's answer to a forwarded scrape (from the message dispatcher). */
+export function receiveScrapedMetrics(message: MetricsScrapedMessage): void {
+  scrapes.get(message.id)?.(message);
 }
 
 /**
@@ -87,21 +76,16 @@ export function metricsText(timeoutMs = METRICS_TIMEOUT_MS): Promise<string> {
 function scrapeThroughPrimary(timeoutMs: number): Promise<string> {
   const id = randomUUID();
   return new Promise<string>((resolve, reject) => {
-    const onMessage = (message: unknown) => {
-      if (!isMetricsMessage(message, SCRAPED) || message.id !== id) return;
-      finish();
-      if (typeof message.text === 'string') resolve(message.text);
-      else reject(new MetricsUnavailable({ cause: new Error(message.error ?? 'no metrics') }));
-    };
     const timer = setTimeout(() => {
-      finish();
+      scrapes.delete(id);
       reject(new MetricsUnavailable({ cause: new Error(`the primary did not answer in ${timeoutMs} ms`) }));
     }, timeoutMs);
-    const finish = () => {
+    scrapes.set(id, (message) => {
       clearTimeout(timer);
-      process.off('message', onMessage);
-    };
-    process.on('message', onMessage);
+      scrapes.delete(id);
+      if (typeof message.text === 'string') resolve(message.text);
+      else reject(new MetricsUnavailable({ cause: new Error(message.error ?? 'no metrics') }));
+    });
     process.send?.({ type: SCRAPE, id }, undefined, {}, ignore);
   });
 }
@@ -113,7 +97,9 @@ function scrapeThroughPrimary(timeoutMs: number): Promise<string> {
 export interface PrimaryMetrics {
   /** The aggregated Prometheus text of all listening workers plus the supervisor's metrics. */
   collect: () => Promise<string>;
-  /** Stops answering workers (removes the cluster listeners). */
+  /** A metrics message from a worker, handed over by the supervisor's message dispatcher. */
+  receive: (message: MetricsCollectedMessage | MetricsScrapeMessage, worker: Worker) => void;
+  /** Stops following the workers (removes the cluster listeners). */
   close: () => void;
 }
 
@@ -136,19 +122,18 @@ export function servePrimaryMetrics(options: PrimaryMetricsOptions): PrimaryMetr
 
   const onListening = (worker: Worker) => void listening.add(worker);
   const onExit = (worker: Worker) => void listening.delete(worker);
-  const onMessage = (worker: Worker, message: unknown) => {
-    if (isMetricsMessage(message, COLLECTED)) {
+  const receive = (message: MetricsCollectedMessage | MetricsScrapeMessage, worker: Worker) => {
+    if (message.type === COLLECTED) {
       pending.get(message.id)?.(message);
-    } else if (isMetricsMessage(message, SCRAPE)) {
-      collect().then(
-        (text) => sendIfConnected(worker, { type: SCRAPED, id: message.id, text }),
-        (error: unknown) => sendIfConnected(worker, { type: SCRAPED, id: message.id, error: String(error) }),
-      );
+      return;
     }
+    collect().then(
+      (text) => sendIfConnected(worker, { type: SCRAPED, id: message.id, text }),
+      (error: unknown) => sendIfConnected(worker, { type: SCRAPED, id: message.id, error: String(error) }),
+    );
   };
   cluster.on('listening', onListening);
   cluster.on('exit', onExit);
-  cluster.on('message', onMessage);
 
   function collectFrom(worker: Worker): Promise<unknown> {
     const id = randomUUID();
@@ -184,10 +169,10 @@ export function servePrimaryMetrics(options: PrimaryMetricsOptions): PrimaryMetr
 
   return {
     collect,
+    receive,
     close() {
       cluster.off('listening', onListening);
       cluster.off('exit', onExit);
-      cluster.off('message', onMessage);
     },
   };
 }

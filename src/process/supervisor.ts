@@ -4,7 +4,14 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log/logger.js';
 import type { LogSink } from '../log/sink.js';
-import { isMessage, type PrimaryMessage, type ServedCertificate } from './protocol.js';
+import type { PrimaryMetrics } from './metrics.js';
+import {
+  isMessage,
+  type MetricsCollectedMessage,
+  type MetricsScrapeMessage,
+  type PrimaryMessage,
+  type ServedCertificate,
+} from './protocol.js';
 
 /** Restart delays: the first restart waits this long, doubling on each crash up to the maximum. */
 export const BACKOFF_INITIAL_MS = 100;
@@ -30,6 +37,8 @@ export interface SupervisorOptions {
    * instead while starting). The caller stops and exits non-zero.
    */
   onCrashLoop: (error: Error) => void;
+  /** Answers the workers' metrics messages (process/metrics.ts servePrimaryMetrics). */
+  metrics: Pick<PrimaryMetrics, 'receive'>;
 }
 
 /** A worker slot: one of the N workers, replaced when it dies. */
@@ -180,8 +189,13 @@ export class Supervisor {
           slot.lastFailure = String(message.reason);
           slot.failedForGood = message.permanent === true;
           return;
-        default:
-        // The metrics messages are answered by servePrimaryMetrics (process/metrics.ts).
+        case 'digestd:metrics:collected':
+        case 'digestd:metrics:scrape':
+          this.#options.metrics.receive(
+            message as unknown as MetricsCollectedMessage | MetricsScrapeMessage,
+            worker,
+          );
+          return;
       }
     });
     worker.on('listening', (address: Address) => this.#onListening(slot, worker, address));

@@ -8,7 +8,7 @@ import { addressUrl, drain, listen } from '../http/listen.js';
 import { freezeConfig } from '../config.js';
 import { ListenFailed } from '../errors.js';
 import { createServer } from '../server.js';
-import { answerMetricsCollection, metricsText } from './metrics.js';
+import { answerMetricsCollection, metricsText, receiveScrapedMetrics } from './metrics.js';
 import { isMessage, type PrimaryMessage, type StartMessage, type WorkerMessage } from './protocol.js';
 import { exitAfter, onShutdownSignal, type ShutdownTrigger } from './shutdown.js';
 
@@ -75,7 +75,6 @@ export function runClusterWorker(): void {
     const workerLogger = logger;
     setInterval(() => reportDrops(workerLogger), 10_000).unref();
     try {
-      answerMetricsCollection();
       ({ app } = await createServer(config, {
         logger,
         https: message.tls && {
@@ -155,6 +154,12 @@ export function runClusterWorker(): void {
       case 'shutdown':
         if (shutdown) shutdown('asked by the primary');
         else exitAfter(flush, 0);
+        break;
+      case 'digestd:metrics:collect':
+        answerMetricsCollection(command);
+        break;
+      case 'digestd:metrics:scraped':
+        receiveScrapedMetrics(command);
         break;
     }
   });
