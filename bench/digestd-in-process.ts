@@ -14,6 +14,7 @@ import { loadConfig } from '../src/config.js';
 import { loadTlsMaterial } from '../src/http/tls/material.js';
 import { IpcLogDestination } from '../src/log/ipc.js';
 import { createLogger } from '../src/log/logger.js';
+import { listen } from '../src/http/listen.js';
 import { createServer } from '../src/server.js';
 import { LmdbStore } from '../src/store/lmdb.js';
 
@@ -51,4 +52,5 @@ const { app } = await createServer(config, {
     timeoutMs: config.store.timeoutMs,
   }),
 });
-await app.listen(config.listen);
+// As a worker binds (src/http/listen.ts); Fastify's listen() would write into the frozen settings.
+await listen(app, config.listen);
