@@ -81,7 +81,14 @@ export async function serve(argv: readonly string[]): Promise<void> {
   // Before forking, so that it sees every worker start listening.
   const primaryMetrics = servePrimaryMetrics({ logger });
   let metricsListener: MetricsListener | undefined;
-  const supervisor: Supervisor = new Supervisor({ config, logger, sink, tls, onCrashLoop: fail, metrics: primaryMetrics });
+  const supervisor: Supervisor = new Supervisor({
+    config,
+    logger,
+    sink,
+    tls,
+    onCrashLoop: fail,
+    metrics: primaryMetrics,
+  });
   onShutdownSignal(logger, {
     stop: async () => {
       await Promise.all([supervisor.stop(), metricsListener?.close(), certificates?.close()]);
