@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, register } from 'prom-client';
+import { TypedHistogram, type HistogramSeries } from './histogram.js';
 
 /**
  * The Prometheus metrics of digestd (prom-client): definitions and registries only, so that any
@@ -21,42 +22,64 @@ const STORE_BUCKETS = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1,
 ];
 
-const httpRequestDuration = new Histogram({
-  name: 'digestd_http_request_duration_seconds',
-  help: 'Time from receiving a request to sending its response, by method, route pattern and status.',
-  labelNames: ['method', 'route', 'status'] as const,
-  buckets: HTTP_BUCKETS,
-  registers: [workerRegistry],
-});
-
-/** Counters and histograms of a serving process. */
-export const metrics = {
-  /**
-   * The duration histogram's count for each label set, read when scraped: a request is observed
-   * once, in the histogram, instead of also counted here (each prom-client call validates and
-   * hashes its labels again, even through a labelled child).
-   */
-  httpRequests: new Counter({
+/**
+ * The request metrics of a registry: the duration histogram, kept in typed arrays (src/histogram.ts),
+ * and the request counter, whose values are the histogram's counts, set when scraped. A request is
+ * observed once, in the histogram, instead of also counted (each prom-client call validates and
+ * hashes its labels again, even through a labelled child). Exported for the test that compares
+ * their exposition with prom-client's own Histogram and Counter.
+ */
+export function requestMetrics(registry: Registry) {
+  const duration = new TypedHistogram({
+    name: 'digestd_http_request_duration_seconds',
+    help: 'Time from receiving a request to sending its response, by method, route pattern and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: HTTP_BUCKETS,
+    registers: [registry],
+  });
+  const requests = new Counter({
     name: 'digestd_http_requests_total',
     help: 'HTTP requests answered, by method, route pattern and status.',
     labelNames: ['method', 'route', 'status'] as const,
-    registers: [workerRegistry],
-    async collect() {
-      const { values } = await httpRequestDuration.get();
+    registers: [registry],
+    collect() {
       this.reset();
-      for (const { metricName, labels, value } of values) {
-        if (metricName === 'digestd_http_request_duration_seconds_count') this.inc(labels, value);
-      }
+      for (const { labels, count } of duration.counts()) this.inc(labels, count);
     },
-  }),
-  httpRequestDuration,
-  storeOperationDuration: new Histogram({
+  });
+  /** The histogram's child of each label set, found once (labels() builds a key and looks it up). */
+  const durations = new Map<string, HistogramSeries>();
+  /** Counts one answered request and its duration in seconds. */
+  const count = (method: string, route: string, status: number, seconds: number): void => {
+    const key = `${method} ${status} ${route}`;
+    let series = durations.get(key);
+    if (series === undefined) {
+      series = duration.labels({ method, route, status: String(status) });
+      durations.set(key, series);
+    }
+    series.observe(seconds);
+  };
+  return { requests, duration, count };
+}
+
+/** The latency histogram of store operations (typed arrays, src/histogram.ts). */
+export function storeOperationMetric(registry: Registry) {
+  return new TypedHistogram({
     name: 'digestd_store_operation_duration_seconds',
     help: 'Latency of message store operations, by store, operation and outcome (ok or error).',
     labelNames: ['store', 'operation', 'outcome'] as const,
     buckets: STORE_BUCKETS,
-    registers: [workerRegistry],
-  }),
+    registers: [registry],
+  });
+}
+
+const request = requestMetrics(workerRegistry);
+
+/** Counters and histograms of a serving process. */
+export const metrics = {
+  httpRequests: request.requests,
+  httpRequestDuration: request.duration,
+  storeOperationDuration: storeOperationMetric(workerRegistry),
   storeWriteFailures: new Counter({
     name: 'digestd_store_write_failures_total',
     help:
@@ -125,16 +148,6 @@ export function collectProcessMetrics(): void {
   collectDefaultMetrics({ register: workerRegistry });
 }
 
-/** The histogram's labelled child of each label set, built once (labels() validates and allocates). */
-const requestDurations = new Map<string, ReturnType<Histogram['labels']>>();
-
 /** Counts one answered request (digestd_http_requests_total) and its duration in seconds. */
-export function countRequest(method: string, route: string, status: number, seconds: number): void {
-  const key = `${method} ${status} ${route}`;
-  let duration = requestDurations.get(key);
-  if (duration === undefined) {
-    duration = httpRequestDuration.labels({ method, route, status: String(status) });
-    requestDurations.set(key, duration);
-  }
-  duration.observe(seconds);
-}
+export const countRequest: (method: string, route: string, status: number, seconds: number) => void =
+  request.count;

@@ -1,19 +1,25 @@
-import type { Counter, Histogram } from 'prom-client';
+import type { Counter } from 'prom-client';
 import type { Digest } from '../digest.js';
 import { InsufficientStorage, StoreUnavailable } from '../errors.js';
 import type { MessageStore } from './types.js';
 
 /** The metrics an instrumented store records into; the composition root passes digestd's own. */
 export interface StoreInstruments {
-  /** Latency of each operation, labelled by store, operation and outcome (`ok` or `error`). */
-  operationDuration: Histogram<'store' | 'operation' | 'outcome'>;
+  /**
+   * Latency of each operation, labelled by store, operation and outcome (`ok` or `error`): a
+   * histogram whose labelled children observe seconds (prom-client's Histogram, or digestd's own
+   * in src/histogram.ts).
+   */
+  operationDuration: {
+    labels(labels: Record<'store' | 'operation' | 'outcome', string>): OperationTimer;
+  };
   /** Messages acknowledged as durably stored (a message stored twice counts twice). */
   messagesStored: Pick<Counter, 'inc'>;
   /** Writes that failed, labelled by store and reason. */
   writeFailures: Pick<Counter<'store' | 'reason'>, 'inc'>;
 }
 
-type OperationTimer = ReturnType<Histogram['labels']>;
+type OperationTimer = { observe(seconds: number): void };
 type Timers = { ok: OperationTimer; error: OperationTimer };
 
 /** Observes how long a store operation took, in `ok` or `error`, and passes its outcome on. */
