@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import accepts from '@fastify/accepts';
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Logger } from '../log/logger.js';
@@ -7,14 +7,13 @@ import type { MessageStore } from '../store/types.js';
 import bodyParsers, { bodyLimitFor } from './body.js';
 import {
   answerClientErrors,
-  rejectLongUrls,
   serverFactoryFor,
   type ConnectionOptions,
   type HttpsOptions,
 } from './connection.js';
-import accessLog from './plugins/access-log.js';
-import errorReplies, { answerFrameworkErrors } from './plugins/error-replies.js';
-import pressure, { type PressureLimits } from './plugins/pressure.js';
+import accessLog, { accessLineHook } from './plugins/access-log.js';
+import admission, { type PressureLimits } from './plugins/admission.js';
+import errorReplies, { answerFrameworkErrors, notFoundReplies } from './plugins/error-replies.js';
 import rateLimit, { type RateLimitOptions } from './plugins/rate-limit.js';
 import responseHeaders from './plugins/response-headers.js';
 import writeTokens from './plugins/write-tokens.js';
@@ -82,7 +81,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     // request.log makes its pino child only when something logs through it (not the access line).
     childLoggerFactory: (logger, bindings, childOptions) =>
       lazyChildLogger(logger as Logger, bindings, childOptions),
-    genReqId: () => randomUUID(),
+    genReqId: requestIds(),
     // Only the listed proxies may say who the client is (X-Forwarded-For); nobody by default.
     ...(http.trustProxy && http.trustProxy.length > 0 && { trustProxy: [...http.trustProxy] }),
     requestIdHeader: false,
@@ -92,7 +91,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     // Fastify's bare 503 without our headers.
     return503OnClosing: false,
     clientErrorHandler: answerClientErrors({ tls }),
-    // Long URLs answer 414 in one place (rejectLongUrls below); a long digest is just not found.
+    // Long URLs answer 414 in one place (the admission plugin); a long digest is just not found.
     routerOptions: { maxParamLength: connection.maxUrlBytes },
     frameworkErrors: answerFrameworkErrors({
       maxMessageBytes: http.maxMessageBytes,
@@ -108,7 +107,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
     ...serverOptions,
     serverFactory: serverFactoryFor(options.https, connection, options.logger),
   });
-  app.addHook('onRequest', rejectLongUrls(connection.maxUrlBytes));
   // Bodies are checked by hand in the handlers, without coercion and with precise errors; the
   // route schemas describe the API (OpenAPI, response serialization) but never validate or coerce.
   app.setValidatorCompiler(() => () => true);
@@ -122,7 +120,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     maxMessageBytes: http.maxMessageBytes,
     bodyLimitBytes: bodyLimitFor(http.maxMessageBytes),
   });
-  void app.register(pressure, protection);
+  void app.register(admission, { ...protection, maxUrlBytes: connection.maxUrlBytes });
   void app.register(writeTokens, { tokens: protection.writeTokens });
   if (protection.rateLimit) void app.register(rateLimit, protection.rateLimit);
   void app.register(docs);
@@ -131,7 +129,21 @@ export function buildApp(options: AppOptions): FastifyInstance {
   void app.register(healthRoutes, { storeTimeoutMs: options.storeTimeoutMs, notReady: options.notReady });
   if (options.metrics !== false) void app.register(metricsRoutes, { collect: options.metrics.collect });
   void app.register(pageRoutes);
+  // Last: the not-found handler's context takes the hooks of every plugin above (admission,
+  // response headers), and adds the access line of a request no route takes.
+  void app.register(notFoundReplies, { onResponse: accessLineHook(options.logger, 'unmatched') });
   return app;
+}
+
+/**
+ * Request ids (the access line's reqId): a random prefix per process, so that ids from different
+ * workers and restarts do not collide, then a counter. randomUUID() per request costs several
+ * times as much, for no use here: the ids only need to tell requests apart in the log.
+ */
+function requestIds(): () => string {
+  const prefix = `${randomBytes(6).toString('base64url')}-`;
+  let next = 0;
+  return () => prefix + (next++).toString(36);
 }
 
 /** Options of the separate metrics listener. */
@@ -153,6 +165,7 @@ export function buildMetricsApp(options: MetricsAppOptions): FastifyInstance {
   // It accepts no body, so no message limit applies.
   void app.register(errorReplies, { maxMessageBytes: 0, bodyLimitBytes: 0 });
   void app.register(metricsRoutes, { collect: options.collect });
+  void app.register(notFoundReplies, {});
   return app;
 }
 

@@ -8,7 +8,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import type { FastifyBaseLogger, FastifyInstance, FastifyServerFactory, onRequestHookHandler } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerFactory } from 'fastify';
 import {
   BadRequest,
   ExpectationFailed,
@@ -17,7 +17,6 @@ import {
   MethodNotAllowed,
   RequestTimeout,
   UnsupportedTransferCoding,
-  UriTooLong,
   type DigestdError,
 } from '../errors.js';
 import { JSON_MEDIA_TYPE } from './body.js';
@@ -271,6 +270,9 @@ function limitConnections(server: import('node:net').Server, max: number): void 
   });
 }
 
+/** The last response of a connection, on its socket. */
+const LAST_RESPONSE = Symbol('digestd.lastResponse');
+
 /**
  * Node starts the handler of every pipelined request as soon as it is parsed, so a GET pipelined
  * behind a POST of the same message could run before the write is durable and answer 404.
@@ -281,13 +283,14 @@ function limitConnections(server: import('node:net').Server, max: number): void 
  * its connection is unended; a client that waits for each answer, as nearly all do, never waits
  * here and adds no listener. Ordering rests on that: a handler that answered before its work was
  * done (a timeout answering early, say) would let the next request on the connection overtake it.
- * The map keeps each connection's last response until the connection is collected.
+ * Each connection's last response is kept on its socket (a property read is cheaper than a
+ * WeakMap lookup on every request) and goes with it.
  */
 function oneRequestAtATime(handler: RequestListener): RequestListener {
-  const lastResponse = new WeakMap<object, ServerResponse>();
   return (request, response) => {
-    const previous = lastResponse.get(request.socket);
-    lastResponse.set(request.socket, response);
+    const socket = request.socket as Duplex & { [LAST_RESPONSE]?: ServerResponse };
+    const previous = socket[LAST_RESPONSE];
+    socket[LAST_RESPONSE] = response;
     if (previous === undefined || previous.writableEnded) handler(request, response);
     else previous.once('close', () => handler(request, response));
   };
@@ -367,15 +370,4 @@ function clientErrorFor(error: NodeJS.ErrnoException): DigestdError {
     default:
       return new MalformedRequest();
   }
-}
-
-/** An onRequest hook answering 414 for a URL over the limit (node counts the raw bytes). */
-export function rejectLongUrls(maxUrlBytes: number): onRequestHookHandler {
-  return (request, _reply, done) => {
-    done(
-      request.raw.url !== undefined && request.raw.url.length > maxUrlBytes
-        ? new UriTooLong(maxUrlBytes)
-        : undefined,
-    );
-  };
 }

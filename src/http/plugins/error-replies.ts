@@ -1,6 +1,7 @@
 import type {
   FastifyError,
   FastifyPluginCallback,
+  onResponseHookHandler,
   FastifyReply,
   FastifyRequest,
   FastifyServerOptions,
@@ -30,8 +31,9 @@ export interface ErrorRepliesOptions {
 }
 
 /**
- * The one place errors become `{"err_msg", "code"}` answers: the error handler and the not-found
- * handler of the whole app. A 5xx is logged with its cause; a 4xx is an answer, not a fault.
+ * The one place errors become `{"err_msg", "code"}` answers: the error handler of the whole app
+ * here, and its not-found handler in notFoundReplies below. A 5xx is logged with its cause; a 4xx
+ * is an answer, not a fault.
  */
 const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, done) => {
   const warnOverloaded = atMostEvery(OVERLOADED_LOG_INTERVAL_MS);
@@ -44,6 +46,23 @@ const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, 
     } else if (mapped.statusCode >= 500) request.log.error({ err: error }, 'request failed');
     return sendError(reply, mapped);
   });
+  done();
+};
+
+/** Options of the not-found handler. */
+export interface NotFoundRepliesOptions {
+  /** Run when a request no route takes has been answered (its access line). */
+  onResponse?: onResponseHookHandler | undefined;
+}
+
+/**
+ * The not-found handler (404 ROUTE_NOT_FOUND), in a context of its own so that hooks meant only
+ * for requests no route takes can be added to it (Fastify's documented way to augment the 404
+ * handler: its context's hooks apply to it). Register it after every plugin that adds hooks for
+ * all requests: a context takes the hooks registered before it, so those apply here too.
+ */
+export const notFoundReplies: FastifyPluginCallback<NotFoundRepliesOptions> = (app, options, done) => {
+  if (options.onResponse !== undefined) app.addHook('onResponse', options.onResponse);
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new RouteNotFound(request.method, request.url)),
   );
