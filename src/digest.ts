@@ -13,7 +13,12 @@ export const DIGEST_HEX_LENGTH = 64;
  * output takes a slower path).
  */
 export function digestOf(message: string | Buffer): Digest {
-  return Buffer.from(hash('sha256', message, 'hex'), 'hex');
+  return Buffer.from(digestHexOf(message), 'hex');
+}
+
+/** SHA-256 of the message's UTF-8 bytes as 64 lowercase hex digits (formatDigest of digestOf). */
+export function digestHexOf(message: string | Buffer): string {
+  return hash('sha256', message, 'hex');
 }
 
 /**

@@ -39,3 +39,16 @@ export async function getVerified(
   const message = await store.get(digest);
   return message === undefined ? undefined : verifyMessage(digest, message, { store: store.kind, log });
 }
+
+/**
+ * getVerified for a store that reads synchronously (`store.getSync`): the same check, without a
+ * promise. Throws where getVerified rejects.
+ */
+export function getVerifiedSync(
+  store: MessageStore & { getSync(digest: Digest): string | undefined },
+  digest: Digest,
+  log: FastifyBaseLogger,
+): string | undefined {
+  const message = store.getSync(digest);
+  return message === undefined ? undefined : verifyMessage(digest, message, { store: store.kind, log });
+}

@@ -178,11 +178,17 @@ export class LmdbStore implements MessageStore {
     }
   }
 
-  get(digest: Digest): Promise<string | undefined> {
+  // eslint-disable-next-line @typescript-eslint/require-await -- a read that throws rejects
+  async get(digest: Digest): Promise<string | undefined> {
+    return this.getSync(digest);
+  }
+
+  /** lmdb-js reads synchronously, from the memory map. */
+  getSync(digest: Digest): string | undefined {
     try {
-      return Promise.resolve(this.#db.get(digest));
+      return this.#db.get(digest);
     } catch (error) {
-      return Promise.reject(new StoreUnavailable('The LMDB store failed to read.', { cause: error }));
+      throw new StoreUnavailable('The LMDB store failed to read.', { cause: error });
     }
   }
 

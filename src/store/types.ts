@@ -16,6 +16,11 @@ export interface MessageStore {
   putMany(entries: readonly (readonly [Digest, string])[]): Promise<void>;
   /** The message stored under this digest, or undefined. */
   get(digest: Digest): Promise<string | undefined>;
+  /**
+   * What get() answers, without a promise, for a store whose reads never wait (LMDB reads its
+   * memory map): absent on a store that has to wait for its backend. Throws where get() rejects.
+   */
+  getSync?(digest: Digest): string | undefined;
   /** Whether a message is stored under this digest. */
   has(digest: Digest): Promise<boolean>;
   /** Resolves when the backend answers a trivial request; rejects with StoreUnavailable otherwise. */

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type {
   FastifyError,
   FastifyPluginCallback,
@@ -140,6 +141,17 @@ function frameworkErrorFor(error: FastifyError, request: FastifyRequest, options
   }
 }
 
+/**
+ * Whether part of the request's body may still be on its way. A request without a body is not
+ * `complete` either until node's parser has finished its message, which comes after a handler that
+ * answers synchronously (an LMDB read) has already answered.
+ */
+function mayHaveUnreadBody(request: IncomingMessage): boolean {
+  if (request.complete) return false;
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /** Answers `error` as `{"err_msg", "code"}` with its status and the headers it carries. */
 export function sendError(reply: FastifyReply, error: DigestdError): FastifyReply {
   // An error is about this moment (a missing message may be stored a second later): never cache it.
@@ -148,7 +160,7 @@ export function sendError(reply: FastifyReply, error: DigestdError): FastifyRepl
   reply.removeHeader('etag');
   // Answered before the body was read whole (a 413, a 401 on a write): the client may still be
   // sending it, so the connection reads and discards the rest rather than resetting under it.
-  if (!reply.request.raw.complete && !reply.raw.headersSent) {
+  if (mayHaveUnreadBody(reply.request.raw) && !reply.raw.headersSent) {
     reply.removeHeader('connection');
     keepReadingTheBody(reply.request.raw);
   }

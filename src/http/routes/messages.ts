@@ -1,7 +1,9 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import { digestOf, formatDigest, parseDigest } from '../../digest.js';
+import { digestHexOf, digestOf, formatDigest, parseDigest } from '../../digest.js';
 import { MessageNotFound } from '../../errors.js';
-import { getVerified } from '../../integrity.js';
+import { getVerified, getVerifiedSync } from '../../integrity.js';
+import type { MessageStore } from '../../store/types.js';
+import { sendError } from '../plugins/error-replies.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
 import { digestsFromBody, messageFromBody, messagesFromBody } from './messages.body.js';
@@ -18,35 +20,47 @@ export interface MessageRoutesOptions {
 /** A stored message never changes, so any cache may keep it for a year without revalidating. */
 export const IMMUTABLE_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
+/**
+ * The answer to every miss: an error is answered by what it carries (message, code, status,
+ * headers), so one instance serves them all, without building a stack trace per miss.
+ */
+const MESSAGE_NOT_FOUND = new MessageNotFound();
+
+type SyncReadStore = MessageStore & Required<Pick<MessageStore, 'getSync'>>;
+
 /** POST /messages, GET|HEAD /messages/:digest, POST /messages/batch, POST /messages/lookup. */
 export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, options, done) => {
   const { store } = app;
 
   app.post('/messages', { config: { write: true }, schema: storeMessageSchema }, async (request, reply) => {
     const message = messageFromBody(request.body, options.maxMessageBytes);
-    const digest = digestOf(message);
-    await store.put(digest, message);
-    const hex = formatDigest(digest);
+    // One SHA-256, its hex used for the answer and decoded once for the key.
+    const hex = digestHexOf(message);
+    await store.put(Buffer.from(hex, 'hex'), message);
     return reply.code(201).header('location', `/messages/${hex}`).send({ digest: hex });
   });
 
   app.get<{ Params: { digest: string } }>(
     '/messages/:digest',
     { schema: readMessageSchema },
-    async (request, reply) => {
+    (request, reply) => {
       const digest = parseDigest(request.params.digest);
-      if (digest === undefined) throw new MessageNotFound();
+      // A miss is an answer, not a failure: sent as the error handler would send it, without a throw.
+      if (digest === undefined) return void sendError(reply, MESSAGE_NOT_FOUND);
       const asText = wantsText(request);
       // The two representations differ, so their strong validators must too (RFC 9110 8.8.3).
       const etag = `"${formatDigest(digest)}${asText ? '.txt' : ''}"`;
-      if (ifNoneMatchMatches(request.headers['if-none-match'], etag) && (await store.has(digest))) {
-        return cacheable(reply, etag).code(304).send();
+      if (request.headers['if-none-match'] === undefined && store.getSync !== undefined) {
+        // The embedded store reads without waiting: no promise between the read and the answer.
+        answerRead(reply, getVerifiedSync(store as SyncReadStore, digest, request.log), etag, asText);
+        return;
       }
-      const message = await getVerified(store, digest, request.log);
-      if (message === undefined) throw new MessageNotFound();
-      cacheable(reply, etag);
-      if (asText) return reply.type(TEXT_UTF8_TYPE).send(message);
-      return reply.send({ message });
+      return (async () => {
+        if (ifNoneMatchMatches(request.headers['if-none-match'], etag) && (await store.has(digest))) {
+          return cacheable(reply, etag).code(304).send();
+        }
+        return answerRead(reply, await getVerified(store, digest, request.log), etag, asText);
+      })();
     },
   );
 
@@ -96,6 +110,19 @@ export function ifNoneMatchMatches(header: string | undefined, etag: string): bo
     const tag = candidate.trim();
     return tag === '*' || (tag.startsWith('W/') ? tag.slice(2) : tag) === etag;
   });
+}
+
+/** The answer to a read: the message as JSON or text, or 404 when none is stored. */
+function answerRead(
+  reply: FastifyReply,
+  message: string | undefined,
+  etag: string,
+  asText: boolean,
+): FastifyReply {
+  if (message === undefined) return sendError(reply, MESSAGE_NOT_FOUND);
+  cacheable(reply, etag);
+  if (asText) return reply.type(TEXT_UTF8_TYPE).send(message);
+  return reply.send({ message });
 }
 
 function cacheable(reply: FastifyReply, etag: string): FastifyReply {
