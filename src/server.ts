@@ -32,6 +32,8 @@ export interface ServerOptions {
    * smaller LMDB under valgrind). It is closed with the app all the same.
    */
   store?: MessageStore;
+  /** Answer plain reads before Fastify (src/http/fast-read.ts) where the configuration allows. @default true */
+  fastRead?: boolean;
 }
 
 /** A server built from a configuration; it never listens, the caller does. */
@@ -83,6 +85,7 @@ export async function createServer(config: Config, options: ServerOptions): Prom
       rateLimit: protection.rateLimit && { ...protection.rateLimit, redis: sharedRedis },
     },
     storeTimeoutMs: config.store.timeoutMs,
+    fastRead: options.fastRead,
     // With a metrics port of its own, /metrics is served there instead.
     metrics:
       config.metrics.port === undefined ? { collect: options.collectMetrics ?? localMetricsText } : false,

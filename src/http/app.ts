@@ -11,6 +11,7 @@ import {
   type ConnectionOptions,
   type HttpsOptions,
 } from './connection.js';
+import { fastRead } from './fast-read.js';
 import accessLog, { accessLineHook } from './plugins/access-log.js';
 import admission, { type PressureLimits } from './plugins/admission.js';
 import errorReplies, { answerFrameworkErrors, notFoundReplies } from './plugins/error-replies.js';
@@ -65,6 +66,11 @@ export interface AppOptions {
    * separate listener.
    */
   metrics: { collect: () => Promise<string> } | false;
+  /**
+   * Answer plain reads before Fastify (src/http/fast-read.ts) when nothing configured needs
+   * Fastify for them (no rate limit, no trusted proxy). @default true
+   */
+  fastRead?: boolean | undefined;
 }
 
 /**
@@ -74,6 +80,20 @@ export interface AppOptions {
 export function buildApp(options: AppOptions): FastifyInstance {
   const { connection, http, protection } = options;
   const tls = options.https !== undefined;
+  const nextRequestId = requestIds();
+  const pressure = { isUnderPressure: () => false };
+  let closing = false;
+  const beforeFastify =
+    options.fastRead !== false && protection.rateLimit === undefined && !(http.trustProxy?.length ?? 0)
+      ? fastRead({
+          store: options.store,
+          log: options.logger,
+          tls,
+          maxUrlBytes: connection.maxUrlBytes,
+          nextRequestId,
+          open: () => !closing && !pressure.isUnderPressure(),
+        })
+      : undefined;
   const serverOptions: FastifyServerOptions = {
     loggerInstance: options.logger,
     // The access log plugin writes one line per request instead of Fastify's two.
@@ -81,7 +101,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     // request.log makes its pino child only when something logs through it (not the access line).
     childLoggerFactory: (logger, bindings, childOptions) =>
       lazyChildLogger(logger as Logger, bindings, childOptions),
-    genReqId: requestIds(),
+    genReqId: nextRequestId,
     // Only the listed proxies may say who the client is (X-Forwarded-For); nobody by default.
     ...(http.trustProxy && http.trustProxy.length > 0 && { trustProxy: [...http.trustProxy] }),
     requestIdHeader: false,
@@ -105,7 +125,12 @@ export function buildApp(options: AppOptions): FastifyInstance {
   // and applies the connection limits (src/http/connection.ts).
   const app = fastify({
     ...serverOptions,
-    serverFactory: serverFactoryFor(options.https, connection, options.logger),
+    serverFactory: serverFactoryFor(options.https, connection, options.logger, beforeFastify),
+  });
+  // Once the app starts closing, Fastify answers every request itself, as return503OnClosing says.
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
   // Bodies are checked by hand in the handlers, without coercion and with precise errors; the
   // route schemas describe the API (OpenAPI, response serialization) but never validate or coerce.
@@ -120,7 +145,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     maxMessageBytes: http.maxMessageBytes,
     bodyLimitBytes: bodyLimitFor(http.maxMessageBytes),
   });
-  void app.register(admission, { ...protection, maxUrlBytes: connection.maxUrlBytes });
+  void app.register(admission, { ...protection, maxUrlBytes: connection.maxUrlBytes, pressure });
   void app.register(writeTokens, { tokens: protection.writeTokens });
   if (protection.rateLimit) void app.register(rateLimit, protection.rateLimit);
   void app.register(docs);

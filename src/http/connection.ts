@@ -83,6 +83,8 @@ export function serverFactoryFor(
   https: HttpsOptions | undefined,
   connection: ConnectionOptions,
   log: FastifyBaseLogger,
+  /** Answers what it can before Fastify (src/http/fast-read.ts); returns false for the rest. */
+  beforeFastify?: (request: IncomingMessage, response: ServerResponse) => boolean,
 ): FastifyServerFactory {
   const httpOptions: ServerOptions = {
     maxHeaderSize: connection.maxHeaderBytes,
@@ -102,8 +104,9 @@ export function serverFactoryFor(
   return (fastifyHandler) => {
     const handler = oneRequestAtATime((request, response) => {
       const refusal = refusalOf(request);
-      if (refusal === undefined) fastifyHandler(request, response);
-      else answers.onResponse(request, response, refusal);
+      if (refusal !== undefined) answers.onResponse(request, response, refusal);
+      else if (beforeFastify === undefined || !beforeFastify(request, response))
+        fastifyHandler(request, response);
     });
     const server = https
       ? createHttpsServer(

@@ -22,6 +22,8 @@ export interface TestApp {
 export interface TestAppOptions {
   /** @default a silent logger */
   logger?: Logger;
+  /** Answer plain reads before Fastify on a listening app (src/http/fast-read.ts). @default true */
+  fastRead?: boolean;
 }
 
 /**
@@ -42,6 +44,7 @@ export async function buildTestApp(
     const { app, store } = await createServer(config, {
       logger: options.logger ?? createLogger({ level: 'silent' }),
       https: undefined,
+      ...(options.fastRead !== undefined && { fastRead: options.fastRead }),
     });
     await app.ready();
     return {

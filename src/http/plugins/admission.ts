@@ -15,6 +15,8 @@ export interface PressureLimits {
 export interface AdmissionOptions extends PressureLimits {
   /** Longest request URL (node counts the raw bytes); longer answers 414. */
   maxUrlBytes: number;
+  /** Given the check of load, for what answers before Fastify (src/http/fast-read.ts). */
+  pressure?: { isUnderPressure: () => boolean } | undefined;
 }
 
 /** Seconds a client is told to wait when the server is overloaded. */
@@ -43,6 +45,7 @@ const admission: FastifyPluginAsync<AdmissionOptions> = async (app, options) => 
       isUnderPressure = () => sampler.isUnderPressure();
     });
   }
+  if (options.pressure !== undefined) options.pressure.isUnderPressure = isUnderPressure;
   app.addHook('onRequest', (request, _reply, done) => {
     const url = request.raw.url;
     if (url !== undefined && url.length > maxUrlBytes) return done(new UriTooLong(maxUrlBytes));
