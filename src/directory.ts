@@ -1,5 +1,6 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { systemErrorReason } from './errors.js';
 
 /**
  * Creates `directory` and its missing parents, one level at a time, and rejects with a sentence
@@ -30,8 +31,7 @@ export async function createDirectory(directory: string, mode?: number): Promise
 }
 
 function directoryError(directory: string, error: NodeJS.ErrnoException): Error {
-  // "ENOENT: no such file or directory, mkdir '/proc/nope'" -> "no such file or directory"
-  const reason = /^[A-Z]+: ([^,]+)/.exec(error.message)?.[1] ?? error.message;
+  const reason = systemErrorReason(error);
   const where =
     error.path !== undefined && error.path !== path.resolve(directory) ? ` (at ${error.path})` : '';
   return new Error(`Cannot create the directory ${directory}: ${reason}${where}.`, { cause: error });

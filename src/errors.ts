@@ -273,3 +273,12 @@ export class ExpectationFailed extends DigestdError {
     );
   }
 }
+
+/**
+ * What a failed system call says, without Node's code and call: "ENOENT: no such file or
+ * directory, open '/x'" -> "no such file or directory".
+ */
+export function systemErrorReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return /^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message;
+}

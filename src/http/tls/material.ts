@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { InvalidTlsFiles } from '../../errors.js';
+import { InvalidTlsFiles, systemErrorReason } from '../../errors.js';
 import { ensureLocalCertificate } from './local-ca.js';
 
 /** A certificate chain and its private key, in PEM, with where they came from. */
@@ -82,8 +82,7 @@ async function readPem(file: string, what: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (error) {
-    const reason = /^[A-Z]+: ([^,]+)/.exec((error as Error).message)?.[1] ?? (error as Error).message;
-    throw new InvalidTlsFiles(`Cannot read the TLS ${what} ${file}: ${reason}.`);
+    throw new InvalidTlsFiles(`Cannot read the TLS ${what} ${file}: ${systemErrorReason(error)}.`);
   }
 }
 

@@ -38,6 +38,9 @@ const fields: fc.Arbitrary<AccessFields> = fc.record({
   remote: fc.option(text, { nil: undefined }),
 });
 
+/** One request's access fields, for the tests that look at the line's other parts. */
+const ACCESS = { reqId: '1', method: 'GET', url: '/', status: 200, bytes: 2, ms: 1, remote: '::1' };
+
 describe('the access line', () => {
   it('is byte for byte the line pino writes (a child with the request id, then info()), for any field values', () => {
     const { logger, lines } = capture();
@@ -57,15 +60,7 @@ describe('the access line', () => {
   it('carries the time of the line, formatted as pino formats it', () => {
     const { logger, lines } = capture();
     const before = Date.now();
-    accessLineWriter(logger)({
-      reqId: '1',
-      method: 'GET',
-      url: '/',
-      status: 200,
-      bytes: 2,
-      ms: 1,
-      remote: '::1',
-    });
+    accessLineWriter(logger)(ACCESS);
     const after = Date.now();
     const { time } = JSON.parse(lines[0] ?? '') as { time: string };
     assert.match(time, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
@@ -75,11 +70,10 @@ describe('the access line', () => {
   it('follows the logger level, also when it changes later', () => {
     const { logger, lines } = capture('warn');
     const write = accessLineWriter(logger);
-    const access = { reqId: '1', method: 'GET', url: '/', status: 200, bytes: 2, ms: 1, remote: '::1' };
-    write(access);
+    write(ACCESS);
     assert.equal(lines.length, 0, 'nothing at warn');
     logger.level = 'info';
-    write(access);
+    write(ACCESS);
     assert.equal(lines.length, 1, 'written once the level is info');
   });
 
@@ -89,15 +83,7 @@ describe('the access line', () => {
       { mixin: () => ({ extra: true }) },
       { write: (line: string) => void lines.push(line) },
     );
-    accessLineWriter(logger)({
-      reqId: 'r',
-      method: 'GET',
-      url: '/',
-      status: 200,
-      bytes: 2,
-      ms: 1,
-      remote: '::1',
-    });
+    accessLineWriter(logger)(ACCESS);
     assert.equal((JSON.parse(lines[0] ?? '') as { extra?: boolean }).extra, true);
   });
 });
