@@ -99,6 +99,7 @@ const drainables = new WeakMap<Server, Drainable>();
 /**
  * Keeps the answers under way, so that a drain can make each the last of its connection. The
  * listener runs before Fastify's handler, so an answer begun while draining is already marked.
+ * It runs for every request, so it adds one shared listener and no closure.
  */
 function trackResponses(server: Server): void {
   if (drainables.has(server)) return;
@@ -108,15 +109,13 @@ function trackResponses(server: Server): void {
     closeIdleLater: () => setTimeout(() => server.closeIdleConnections(), DRAIN_IDLE_GRACE_MS).unref(),
   };
   drainables.set(server, state);
+  function forget(this: ServerResponse) {
+    state.responses.delete(this);
+  }
   server.prependListener('request', (_request: IncomingMessage, response: ServerResponse) => {
     if (state.draining) response.shouldKeepAlive = false;
     state.responses.add(response);
-    response.once('finish', () => {
-      // Its headers went out before the drain began, promising keep-alive: its connection is
-      // now idle, and gets the same grace as those idle when the drain began.
-      if (state.draining && response.shouldKeepAlive) state.closeIdleLater();
-    });
-    response.once('close', () => state.responses.delete(response));
+    response.on('close', forget);
   });
 }
 
@@ -143,6 +142,9 @@ export async function drain(app: FastifyInstance, options: DrainOptions): Promis
     state.draining = true;
     for (const response of state.responses) {
       if (!response.headersSent) response.shouldKeepAlive = false;
+      // Its headers went out promising keep-alive: once it is sent its connection is idle, and
+      // gets the same grace as those idle now.
+      else if (response.shouldKeepAlive) response.once('finish', state.closeIdleLater);
     }
     const timer = setTimeout(() => {
       options.onTimeout?.(state.responses.size);
