@@ -31,6 +31,10 @@ export interface CaseResult {
   baseline: Summary | undefined;
   /** digestd's median requests/s over the baseline's. */
   ratio: number | undefined;
+  /** nginx serving the same answers from static files; undefined for scenarios that POST. */
+  nginx: Summary | undefined;
+  /** digestd's median requests/s over nginx's. */
+  nginxRatio: number | undefined;
 }
 
 /** The median of a non-empty list. */
@@ -65,6 +69,7 @@ export const percent = (share: number) => `${Math.round(share * 100)}%`;
 export function markdownTable(results: readonly CaseResult[]): string {
   const showStore = new Set(results.map((result) => result.storeSize)).size > 1;
   const showTool = new Set(results.map((result) => result.tool)).size > 1;
+  const showNginx = results.some((result) => result.nginx);
   const header = [
     ...(showStore ? ['stored'] : []),
     'workers',
@@ -77,6 +82,7 @@ export function markdownTable(results: readonly CaseResult[]): string {
     'p50 ms',
     'p99 ms',
     'ratio',
+    ...(showNginx ? ['nginx req/s', 'p99 ms', 'vs nginx'] : []),
     'CPU µs/req',
     'in kernel',
     'RSS MiB',
@@ -95,6 +101,13 @@ export function markdownTable(results: readonly CaseResult[]): string {
     result.baseline ? milliseconds(result.baseline.p50Ms) : '-',
     result.baseline ? milliseconds(result.baseline.p99Ms) : '-',
     result.ratio === undefined ? '-' : `${result.ratio.toFixed(2)}x`,
+    ...(showNginx
+      ? [
+          result.nginx ? number(result.nginx.requestsPerSecond) : '-',
+          result.nginx ? milliseconds(result.nginx.p99Ms) : '-',
+          result.nginxRatio === undefined ? '-' : `${result.nginxRatio.toFixed(2)}x`,
+        ]
+      : []),
     `${result.digestd.cpuMicrosPerRequest.toFixed(0)}${result.baseline ? ` / ${result.baseline.cpuMicrosPerRequest.toFixed(0)}` : ''}`,
     `${percent(result.digestd.systemShare)}${result.baseline ? ` / ${percent(result.baseline.systemShare)}` : ''}`,
     (result.digestd.memory.rssBytes / MiB).toFixed(0),
@@ -129,17 +142,18 @@ export function throughputChart(results: readonly CaseResult[], subtitle: string
     workers: string;
   }[] = [];
   const palette = [
-    ['#1f77b4', '#aec7e8'],
-    ['#d62728', '#ff9896'],
-    ['#2ca02c', '#98df8a'],
-    ['#9467bd', '#c5b0d5'],
+    ['#1f77b4', '#aec7e8', '#0b3c5d'],
+    ['#d62728', '#ff9896', '#67000d'],
+    ['#2ca02c', '#98df8a', '#00441b'],
+    ['#9467bd', '#c5b0d5', '#3f007d'],
   ];
+  const showNginx = rows.some((result) => result.nginx);
   const settings = [
     ...new Map(rows.map((result) => [`${result.storeSize}|${result.workers}`, result])).values(),
   ];
   const showStore = new Set(rows.map((result) => result.storeSize)).size > 1;
   settings.forEach((setting, index) => {
-    const [strong = '#333', light = '#999'] = palette[index % palette.length] ?? [];
+    const [strong = '#333', light = '#999', dark = '#000'] = palette[index % palette.length] ?? [];
     const suffix = `workers ${setting.workers}${showStore ? `, ${number(setting.storeSize)} stored` : ''}`;
     const matches = (result: CaseResult) =>
       result.storeSize === setting.storeSize && result.workers === setting.workers;
@@ -157,10 +171,22 @@ export function throughputChart(results: readonly CaseResult[], subtitle: string
       workers: setting.workers,
       value: (result) => (matches(result) ? result.baseline?.requestsPerSecond : undefined),
     });
+    if (showNginx)
+      series.push({
+        label: `nginx, ${suffix}`,
+        color: dark,
+        storeSize: setting.storeSize,
+        workers: setting.workers,
+        value: (result) => (matches(result) ? result.nginx?.requestsPerSecond : undefined),
+      });
   });
   const maximum = Math.max(
     1,
-    ...rows.flatMap((result) => [result.digestd.requestsPerSecond, result.baseline?.requestsPerSecond ?? 0]),
+    ...rows.flatMap((result) => [
+      result.digestd.requestsPerSecond,
+      result.baseline?.requestsPerSecond ?? 0,
+      result.nginx?.requestsPerSecond ?? 0,
+    ]),
   );
   const barHeight = 12;
   const groupGap = 14;

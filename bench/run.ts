@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: measures digestd as shipped (bin/digestd serve, embedded LMDB, access log at
- * info) against a bare node:https baseline (bench/baseline.ts) in the same run, alternating
- * between the two, and reports medians. See `npm run bench -- --help`.
+ * info) against a bare node:https baseline (bench/baseline.ts) and, for the GET scenarios, nginx
+ * serving the same answers from static files, in the same run, alternating between them, and
+ * reports medians. See `npm run bench -- --help`.
  */
 import { cpus, availableParallelism, loadavg, totalmem } from 'node:os';
-import { copyFile, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,14 +20,18 @@ import {
   type CaseResult,
   type MemoryPeak,
 } from './report.js';
-import { SCENARIOS, makePools, missDigests, type Scenario } from './scenarios.js';
+import { SCENARIOS, makePools, missDigests, readsOnly, type Scenario } from './scenarios.js';
 import {
   DIGESTD_BIN,
+  assertSameAnswers,
   cpuTime,
   digestdSupportsWorkers,
+  nginxExecutable,
   sampleMemory,
   startBaseline,
   startDigestd,
+  startNginx,
+  writeNginxRoot,
   type BenchServer,
 } from './servers.js';
 
@@ -43,7 +48,9 @@ const HELP = `Usage: npm run bench -- [options]
                       written straight into the LMDB store before the server starts
   --tool NAME         wrk, autocannon, or both (default: wrk when installed, else autocannon;
                       wrk, in C, leaves more of the machine to the servers)
-  --no-baseline       measure digestd only
+  --no-baseline       leave out the bare node:https baseline
+  --no-nginx          leave out the nginx reference (static files with the same answers, GET
+                      scenarios only; left out with a note when nginx is not installed)
   --out DIR           where the JSON results go (default bench/results)
   --chart FILE        where the SVG chart goes (default next to the JSON)
   --cpu-prof DIR      write V8 CPU profiles of the digestd processes into DIR
@@ -82,6 +89,7 @@ function parseOptions(argv: string[]) {
       preload: { type: 'string', default: '10000' },
       tool: { type: 'string' },
       'no-baseline': { type: 'boolean', default: false },
+      'no-nginx': { type: 'boolean', default: false },
       out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
       chart: { type: 'string' },
       'cpu-prof': { type: 'string' },
@@ -119,6 +127,7 @@ function parseOptions(argv: string[]) {
       .sort((a, b) => a - b),
     tools,
     baseline: !values['no-baseline'],
+    nginx: !values['no-nginx'],
     outDir: path.resolve(values.out),
     chart: values.chart && path.resolve(values.chart),
     cpuProfileDir: values['cpu-prof'] && path.resolve(values['cpu-prof']),
@@ -163,6 +172,7 @@ async function main(): Promise<void> {
   const settings = workerSettings(options, supportsWorkers);
   if (!supportsWorkers)
     log('note: this digestd has no --workers flag; measuring the single-process server only');
+  const nginx = options.nginx ? nginxExecutable() : undefined;
   const info = machine();
   log(
     `machine: ${info.nproc} CPUs (${info.cpu}), ${info.memoryGiB} GiB, Node ${info.node}, load ${info.loadAverageAtStart.join(' ')}`,
@@ -174,6 +184,9 @@ async function main(): Promise<void> {
   const dataDir = path.join(workDir, 'data');
   const probeDir = path.join(workDir, 'probe');
   await mkdir(probeDir, { recursive: true });
+  const nginxRoot = path.join(workDir, 'nginx-root');
+  // Started by root, nginx's workers run as nobody: they must be able to reach their files in here.
+  if (nginx && process.getuid?.() === 0) await chmod(workDir, 0o711);
   const results: CaseResult[] = [];
   const startedAt = new Date();
   const caseCount =
@@ -196,7 +209,9 @@ async function main(): Promise<void> {
         misses: missDigests().map((digest) => `/messages/${digest}`),
       };
       const seedFile = path.join(workDir, 'seed.json');
-      await writeFile(seedFile, JSON.stringify([...pools.small, ...pools['4k'], ...pools['64k']]));
+      const seed = [...pools.small, ...pools['4k'], ...pools['64k']];
+      await writeFile(seedFile, JSON.stringify(seed));
+      if (nginx) await writeNginxRoot(nginxRoot, seed);
       for (const setting of settings) {
         await freshCopy(preloadDir, dataDir);
         const digestd = await startDigestd({
@@ -209,17 +224,38 @@ async function main(): Promise<void> {
           extraArgs: options.digestdArgs,
         });
         let baseline: BenchServer | undefined;
+        let nginxServer: BenchServer | undefined;
+        const tls = {
+          certPath: path.join(dataDir, 'tls', 'cert.pem'),
+          keyPath: path.join(dataDir, 'tls', 'key.pem'),
+          caPath: path.join(dataDir, 'tls', 'ca.pem'),
+        };
         try {
           if (options.baseline) {
             baseline = await startBaseline({
-              certPath: path.join(dataDir, 'tls', 'cert.pem'),
-              keyPath: path.join(dataDir, 'tls', 'key.pem'),
-              caPath: path.join(dataDir, 'tls', 'ca.pem'),
+              ...tls,
               seedFile,
               workers: setting.baselineWorkers,
               probeDir,
               errorFile: path.join(workDir, 'baseline.stderr'),
             });
+          }
+          if (nginx) {
+            nginxServer = await startNginx({
+              ...tls,
+              executable: nginx,
+              directory: path.join(workDir, 'nginx'),
+              root: nginxRoot,
+              workers: setting.baselineWorkers,
+              connections: options.connections,
+            });
+            const samples = [...Object.values(targets.hits).map((paths) => paths[0]), targets.misses[0]];
+            await assertSameAnswers(
+              digestd,
+              nginxServer,
+              samples.filter((sample) => sample !== undefined),
+              tls.caPath,
+            );
           }
           for (const scenario of options.scenarios) {
             for (const tool of options.tools) {
@@ -230,6 +266,7 @@ async function main(): Promise<void> {
                   options,
                   digestd,
                   baseline,
+                  nginx: nginxServer,
                   scenario,
                   tool,
                   targets,
@@ -243,6 +280,7 @@ async function main(): Promise<void> {
             }
           }
         } finally {
+          await nginxServer?.stop();
           await baseline?.stop();
           await digestd.stop();
         }
@@ -267,6 +305,7 @@ async function main(): Promise<void> {
     : ['digestd has no --workers flag: only the single-process server was measured'];
   const heapMeasured = results.every((result) => result.digestd.memory.heapUsedBytes !== undefined);
   if (!heapMeasured) notes.push('the V8 heap was not reported for every case; only RSS is certain');
+  if (options.nginx && !nginx) notes.push('nginx is not installed: measured without the nginx reference');
   await mkdir(options.outDir, { recursive: true });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const jsonFile = path.join(options.outDir, `bench-${stamp}.json`);
@@ -287,6 +326,7 @@ async function measureCase(context: {
   options: Options;
   digestd: BenchServer;
   baseline: BenchServer | undefined;
+  nginx: BenchServer | undefined;
   scenario: Scenario;
   tool: 'autocannon' | 'wrk';
   targets: Targets;
@@ -307,7 +347,8 @@ async function measureCase(context: {
     };
     return tool === 'wrk' ? runWrk({ ...load, workDir: context.workDir }) : runAutocannon(load);
   };
-  const servers = baseline ? [digestd, baseline] : [digestd];
+  const nginx = readsOnly(scenario) ? context.nginx : undefined;
+  const servers = [digestd, baseline, nginx].filter((server) => server !== undefined);
   if (options.warmupSeconds > 0) for (const server of servers) await run(server, options.warmupSeconds);
   const runs = new Map<BenchServer, LoadResult[]>(servers.map((server) => [server, []]));
   const memory: MemoryPeak = { rssBytes: 0, rssAnonBytes: 0, heapUsedBytes: undefined };
@@ -333,6 +374,7 @@ async function measureCase(context: {
   }
   const digestdSummary = summarize(runs.get(digestd) ?? []);
   const baselineSummary = baseline ? summarize(runs.get(baseline) ?? []) : undefined;
+  const nginxSummary = nginx ? summarize(runs.get(nginx) ?? []) : undefined;
   return {
     storeSize: context.storeSize,
     workers: context.workers,
@@ -341,6 +383,8 @@ async function measureCase(context: {
     digestd: { ...digestdSummary, memory },
     baseline: baselineSummary,
     ratio: baselineSummary ? digestdSummary.requestsPerSecond / baselineSummary.requestsPerSecond : undefined,
+    nginx: nginxSummary,
+    nginxRatio: nginxSummary ? digestdSummary.requestsPerSecond / nginxSummary.requestsPerSecond : undefined,
   };
 }
 

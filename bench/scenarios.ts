@@ -85,6 +85,11 @@ export const SCENARIOS: readonly Scenario[] = [
   },
 ];
 
+/** Whether a scenario only GETs: a static server (the nginx reference) answers it as digestd does. */
+export function readsOnly(scenario: Scenario): boolean {
+  return scenario.steps.every((step) => step.kind === 'hit' || step.kind === 'miss');
+}
+
 /** The stored message number `index` of the small class (also what --preload writes). */
 export function smallMessage(index: number): string {
   return `stored message ${index}`;

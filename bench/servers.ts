@@ -1,11 +1,17 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MessageNotFound } from '../src/errors.js';
+import { securityHeaders } from '../src/http/plugins/response-headers.js';
+import { IMMUTABLE_CACHE_CONTROL } from '../src/http/routes/messages.js';
 import { DIGESTD_BIN, startServer, waitUntilAnswering } from '../test/harness/digestd.js';
 import { freePort } from '../test/harness/free-port.js';
+import { nginxTemporaryPaths } from '../test/harness/nginx.js';
+import { request, type SimpleResponse } from '../test/harness/http.js';
 import { treeMemory } from '../test/harness/proc.js';
+import { messagePath } from './load.js';
 
 export { DIGESTD_BIN, waitUntilAnswering } from '../test/harness/digestd.js';
 export { treeCpuTime as cpuTime, type CpuTime } from '../test/harness/proc.js';
@@ -16,7 +22,7 @@ const PROBE = new URL('./memory-probe.mjs', import.meta.url).href;
 
 /** A server under test, started by the harness. */
 export interface BenchServer {
-  name: 'digestd' | 'baseline';
+  name: 'digestd' | 'baseline' | 'nginx';
   url: string;
   process: ChildProcess;
   stop(): Promise<void>;
@@ -101,8 +107,8 @@ export async function startBaseline(options: {
   errorFile: string;
 }): Promise<BenchServer> {
   const port = await freePort();
-  const errorFd = openSync(options.errorFile, 'a');
-  const child = spawn(
+  return spawnServer(
+    'baseline',
     process.execPath,
     [
       '--import',
@@ -122,18 +128,46 @@ export async function startBaseline(options: {
       String(options.workers),
     ],
     {
+      port,
+      caPath: options.caPath,
+      errorFile: options.errorFile,
+      accepts: (status) => status > 0,
       cwd: ROOT,
-      stdio: ['ignore', 'ignore', errorFd],
       env: { ...process.env, DIGESTD_BENCH_PROBE_DIR: options.probeDir },
     },
   );
+}
+
+/**
+ * Spawns a server that listens on `port` of 127.0.0.1 with stderr appended to `errorFile`, and
+ * waits until GET /messages/0 answers with an accepted status; stops it if it never does.
+ */
+async function spawnServer(
+  name: BenchServer['name'],
+  command: string,
+  args: readonly string[],
+  options: {
+    port: number;
+    caPath: string;
+    errorFile: string;
+    accepts: (status: number) => boolean;
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+  },
+): Promise<BenchServer> {
+  const errorFd = openSync(options.errorFile, 'a');
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env,
+    stdio: ['ignore', 'ignore', errorFd],
+  });
   closeSync(errorFd);
-  const url = `https://127.0.0.1:${port}`;
+  const url = `https://127.0.0.1:${options.port}`;
   const stop = stopper(child);
   try {
     await waitUntilAnswering(child, `${url}/messages/0`, {
       caPath: options.caPath,
-      accepts: (status) => status > 0,
+      accepts: options.accepts,
       timeoutMs: 60_000,
       errorFile: options.errorFile,
     });
@@ -141,7 +175,128 @@ export async function startBaseline(options: {
     await stop();
     throw error;
   }
-  return { name: 'baseline', url, process: child, stop };
+  return { name, url, process: child, stop };
+}
+
+/** The nginx executable (on the PATH, else Debian's /usr/sbin/nginx), or undefined when there is none. */
+export function nginxExecutable(): string | undefined {
+  return ['nginx', '/usr/sbin/nginx'].find(
+    (candidate) => spawnSync(candidate, ['-v'], { stdio: 'ignore' }).error === undefined,
+  );
+}
+
+/**
+ * Writes nginx's document root: for each message the file messages/<digest>, holding the body
+ * digestd answers for it, so that nginx answers every GET of the scenarios with the same bytes.
+ */
+export async function writeNginxRoot(root: string, messages: readonly string[]): Promise<void> {
+  await rm(root, { recursive: true, force: true });
+  await mkdir(path.join(root, 'messages'), { recursive: true });
+  // In batches, not a file descriptor per message at once.
+  for (let start = 0; start < messages.length; start += 200) {
+    await Promise.all(
+      messages
+        .slice(start, start + 200)
+        .map((message) => writeFile(path.join(root, messagePath(message)), JSON.stringify({ message }))),
+    );
+  }
+}
+
+/** An nginx `add_header` line for each header, in single quotes (no value here holds one). */
+const addHeaders = (headers: Record<string, string>, always = false) =>
+  Object.entries(headers)
+    .map(([name, value]) => `add_header ${name} '${value}'${always ? ' always' : ''};`)
+    .join('\n      ');
+
+/**
+ * Starts nginx (not as a daemon) serving `root` (see writeNginxRoot) over TLS with the same
+ * certificate as digestd: a stored message's file with the headers digestd's answer carries, and
+ * for any other digest digestd's 404. An access line per request goes to a file in nginx's default
+ * format, as digestd writes one per request. Its pid file, logs and temporary files stay in
+ * `directory`.
+ */
+export async function startNginx(options: {
+  executable: string;
+  directory: string;
+  root: string;
+  certPath: string;
+  keyPath: string;
+  caPath: string;
+  workers: number;
+  connections: number;
+}): Promise<BenchServer> {
+  const { directory } = options;
+  await rm(directory, { recursive: true, force: true });
+  await mkdir(directory, { recursive: true });
+  const port = await freePort();
+  const security = securityHeaders({ tls: true });
+  const notFound = new MessageNotFound();
+  const notFoundBody = JSON.stringify({ err_msg: notFound.message, code: notFound.code });
+  const config = `daemon off;
+worker_processes ${options.workers};
+pid ${directory}/nginx.pid;
+events { worker_connections ${Math.max(1024, options.connections + 64)}; }
+http {
+  # Buffered, as digestd's log writer gathers the lines that arrive while a write is under way.
+  access_log ${directory}/access.log combined buffer=64k flush=1s;
+  ${nginxTemporaryPaths(directory).join('\n  ')}
+  server_tokens off;
+  types {}
+  default_type application/json;
+  # The load generators' connections stay open for the whole run, as with the other servers.
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${options.certPath};
+    ssl_certificate_key ${options.keyPath};
+    root ${options.root};
+    location /messages/ {
+      ${addHeaders({ 'Cache-Control': IMMUTABLE_CACHE_CONTROL, Vary: 'Accept', ...security })}
+      try_files $uri @miss;
+    }
+    location @miss {
+      ${addHeaders({ 'Cache-Control': 'no-store', ...security }, true)}
+      return 404 '${notFoundBody}';
+    }
+  }
+}
+`;
+  const configFile = path.join(directory, 'nginx.conf');
+  await writeFile(configFile, config);
+  const errorFile = path.join(directory, 'error.log');
+  return spawnServer('nginx', options.executable, ['-p', directory, '-c', configFile, '-e', errorFile], {
+    port,
+    caPath: options.caPath,
+    errorFile,
+    accepts: (status) => status === 404,
+  });
+}
+
+/**
+ * Fails unless `reference` answers each path with the status, content type and body `server`
+ * answers: what a reference is compared on must be the same answers.
+ */
+export async function assertSameAnswers(
+  server: BenchServer,
+  reference: BenchServer,
+  paths: readonly string[],
+  caPath: string,
+): Promise<void> {
+  const ca = await readFile(caPath, 'utf8');
+  const summary = (reply: SimpleResponse) =>
+    `${reply.status} ${reply.headers['content-type']} ${reply.body.slice(0, 80)}`;
+  for (const urlPath of paths) {
+    const expected = await request(`${server.url}${urlPath}`, { ca, agent: false });
+    const actual = await request(`${reference.url}${urlPath}`, { ca, agent: false });
+    if (
+      expected.status !== actual.status ||
+      expected.headers['content-type'] !== actual.headers['content-type'] ||
+      expected.body !== actual.body
+    )
+      throw new Error(
+        `${reference.name} answers GET ${urlPath} otherwise than ${server.name}: ${summary(actual)} instead of ${summary(expected)}`,
+      );
+  }
 }
 
 /** Memory of a process tree at one moment. */

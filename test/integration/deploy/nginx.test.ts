@@ -13,6 +13,7 @@ import { makeCertificate } from '../../helpers/certificates.js';
 import { startServer, temporaryDirectory, type RunningServer } from '../../helpers/server.js';
 import { eventually } from '../../helpers/sockets.js';
 import { freePort, postgresForTest, serviceSkip, TEST_POSTGRES_URL } from '../../helpers/services.js';
+import { nginxTemporaryPaths } from '../../harness/nginx.js';
 
 const run = promisify(execFile);
 const NGINX = '/usr/sbin/nginx';
@@ -75,11 +76,7 @@ error_log ${directory}/error.log warn;
 events { worker_connections 256; }
 http {
     access_log ${directory}/access.log;
-    client_body_temp_path ${directory}/body;
-    proxy_temp_path ${directory}/proxy;
-    fastcgi_temp_path ${directory}/fastcgi;
-    uwsgi_temp_path ${directory}/uwsgi;
-    scgi_temp_path ${directory}/scgi;
+    ${nginxTemporaryPaths(directory).join('\n    ')}
     include ${directory}/digestd.conf;
 }
 `;

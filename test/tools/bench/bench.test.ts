@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { wrkInstalled } from '../../../bench/load.js';
+import { nginxExecutable } from '../../../bench/servers.js';
 import { temporaryDirectory } from '../../helpers/server.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -31,6 +32,8 @@ interface BenchJson {
       systemShare: number;
     };
     ratio: number;
+    nginx?: { requestsPerSecond: number; errors: number; runs: { requests: number }[] };
+    nginxRatio?: number;
   }[];
 }
 
@@ -75,8 +78,11 @@ function assertWellFormedSvg(svg: string, scenarios: string[]): void {
   assert.ok((svg.match(/<rect /g) ?? []).length > scenarios.length * 2, 'the chart has bars');
 }
 
+// CI installs nginx (.ci/services): there the nginx figures must be in the report.
+const expectNginx = nginxExecutable() !== undefined || process.env.CI === 'true';
+
 describe('npm run bench', { timeout: 240_000 }, () => {
-  it('measures digestd and the baseline and writes JSON results and an SVG chart', async () => {
+  it('measures digestd, the baseline and nginx and writes JSON results and an SVG chart', async () => {
     const scenarios = ['get-hit', 'get-miss', 'post-new'];
     const { json, svg, stdout } = await quickBench([
       '--scenarios',
@@ -107,17 +113,48 @@ describe('npm run bench', { timeout: 240_000 }, () => {
         assert.ok(server.systemShare > 0 && server.systemShare < 1, `kernel share ${server.systemShare}`);
       }
       assert.ok(stdout.includes(`| ${result.scenario}`), 'the table has a row per scenario');
+      if (!expectNginx) continue;
+      if (result.scenario === 'post-new') {
+        assert.equal(result.nginx, undefined, 'nginx, a static reference, is left out of POST scenarios');
+        continue;
+      }
+      assert.ok(
+        result.nginx?.runs[0] && result.nginx.runs[0].requests > 0 && result.nginx.requestsPerSecond > 0,
+        `${result.scenario}: nginx answered`,
+      );
+      // autocannon counts statuses: nginx answered each hit with 200 and each miss with 404.
+      assert.equal(result.nginx.errors, 0, `${result.scenario}: nginx answered with the expected status`);
+      assert.ok(result.nginxRatio !== undefined && result.nginxRatio > 0);
     }
+    if (expectNginx) assert.match(stdout, /\| nginx req\/s \| p99 ms \| vs nginx \|/);
     assertWellFormedSvg(svg, scenarios);
   });
 
-  it('drives the same scenarios with wrk', { skip: !wrkInstalled() && 'wrk is not installed' }, async () => {
-    const { json, svg } = await quickBench(['--scenarios', 'mix-90-10', '--tool', 'wrk']);
-    const [result] = json.results;
-    assert.equal(result?.tool, 'wrk');
-    assert.ok(result.digestd.runs[0] && result.digestd.runs[0].requests > 0);
-    assert.ok(result.baseline.runs[0] && result.baseline.runs[0].requests > 0);
-    assert.equal(result.digestd.errors, 0);
-    assertWellFormedSvg(svg, ['mix-90-10']);
-  });
+  it(
+    'drives the same scenarios with wrk, without nginx when told',
+    { skip: !wrkInstalled() && 'wrk is not installed' },
+    async () => {
+      const scenarios = ['get-hit', 'mix-90-10'];
+      const { json, svg, stdout } = await quickBench([
+        '--scenarios',
+        scenarios.join(','),
+        '--tool',
+        'wrk',
+        '--no-nginx',
+      ]);
+      assert.deepEqual(
+        json.results.map((result) => result.scenario),
+        scenarios,
+      );
+      for (const result of json.results) {
+        assert.equal(result.tool, 'wrk');
+        assert.ok(result.digestd.runs[0] && result.digestd.runs[0].requests > 0);
+        assert.ok(result.baseline.runs[0] && result.baseline.runs[0].requests > 0);
+        assert.equal(result.digestd.errors, 0);
+        assert.equal(result.nginx, undefined, `${result.scenario}: --no-nginx leaves nginx out`);
+      }
+      assert.ok(!stdout.includes('nginx'), 'the table has no nginx columns');
+      assertWellFormedSvg(svg, scenarios);
+    },
+  );
 });
