@@ -2,7 +2,7 @@ import { stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { constants } from 'node:os';
 import { Readable } from 'node:stream';
-import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
+import { open as openLmdb, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import type { Digest } from '../digest.js';
 import { DigestdError, InsufficientStorage, StoreNotFound, StoreUnavailable } from '../errors.js';
 import { createDirectory } from '../directory.js';
@@ -33,6 +33,9 @@ const MIN_FREE_BYTES = 1024 * 1024;
 
 /** Written and removed in one transaction to learn whether writes work again; never a digest (not 32 bytes). */
 const PROBE_KEY = Buffer.from('digestd:write-probe');
+
+/** More writes than one event-loop turn issues (each is a request's, or a batch's items). */
+const ONE_TRANSACTION_PER_TURN = 100_000;
 
 /** LMDB's own code for a map that is full (the map size, not the disk). */
 const MDB_MAP_FULL = -30792;
@@ -85,7 +88,8 @@ export class LmdbStore implements MessageStore {
     }
     try {
       await createDirectory(options.path);
-      const root = openLmdb<string, Digest>({
+      // txnStartThreshold is documented in lmdb-js's README but missing from its types.
+      const lmdbOptions: RootDatabaseOptionsWithPath & { txnStartThreshold: number } = {
         path: options.path,
         // Always a directory, even when its name has a dot (lmdb-js would otherwise take it for a file).
         noSubdir: false,
@@ -100,9 +104,15 @@ export class LmdbStore implements MessageStore {
         // its promise, which rejects unobserved (and so crashes the worker) when that commit fails.
         // Writes of one turn still share a transaction: lmdb-js starts it on the next setImmediate.
         eventTurnBatching: false,
+        // ...and only then, however many: lmdb-js's default starts a transaction once 6 writes are
+        // pending, which under load splits a turn's writes into several small commits, each
+        // copying its own B-tree pages and syncing on its own; that costs most where several
+        // workers commit to one file.
+        txnStartThreshold: ONE_TRANSACTION_PER_TURN,
         // Messages are immutable; no need for lmdb-js's own object cache on top of the page cache.
         cache: false,
-      });
+      };
+      const root = openLmdb<string, Digest>(lmdbOptions);
       return new LmdbStore(root, options);
     } catch (error) {
       throw new StoreUnavailable(`Cannot open the LMDB store at ${options.path}.`, { cause: error });
