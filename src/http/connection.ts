@@ -276,6 +276,11 @@ function limitConnections(server: import('node:net').Server, max: number): void 
 /** The last response of a connection, on its socket. */
 const LAST_RESPONSE = Symbol('digestd.lastResponse');
 
+/** The answer a connection is on or was last on (oneRequestAtATime keeps it); none before its first request. */
+export function lastResponseOf(socket: Duplex): ServerResponse | undefined {
+  return (socket as Duplex & { [LAST_RESPONSE]?: ServerResponse })[LAST_RESPONSE];
+}
+
 /**
  * Node starts the handler of every pipelined request as soon as it is parsed, so a GET pipelined
  * behind a POST of the same message could run before the write is durable and answer 404.

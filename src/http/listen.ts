@@ -1,7 +1,10 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Server as HttpsServer } from 'node:https';
 import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import type { Duplex } from 'node:stream';
 import { ListenFailed } from '../errors.js';
+import { lastResponseOf } from './connection.js';
 
 /** Where to listen. */
 export interface ListenAddress {
@@ -20,7 +23,7 @@ export interface ListenAddress {
  */
 export async function listen(app: FastifyInstance, where: ListenAddress): Promise<AddressInfo> {
   await app.ready();
-  trackResponses(app.server);
+  trackConnections(app.server);
   try {
     return await bind(app, where);
   } catch (error) {
@@ -86,9 +89,9 @@ export function addressUrl(address: AddressInfo, tls: boolean): string {
  */
 export const DRAIN_IDLE_GRACE_MS = 1000;
 
-/** The answers a listening server has under way, and whether it is draining. */
+/** The connections of a listening server, and whether it is draining. */
 interface Drainable {
-  responses: Set<ServerResponse>;
+  sockets: Set<Duplex>;
   draining: boolean;
   /** Closes the connections idle by then, DRAIN_IDLE_GRACE_MS from now. */
   closeIdleLater: () => void;
@@ -97,25 +100,26 @@ interface Drainable {
 const drainables = new WeakMap<Server, Drainable>();
 
 /**
- * Keeps the answers under way, so that a drain can make each the last of its connection. The
- * listener runs before Fastify's handler, so an answer begun while draining is already marked.
- * It runs for every request, so it adds one shared listener and no closure.
+ * Keeps the open connections, so that a drain can make the answer each is on the last of its
+ * connection. Connections, not answers: a set that every answer entered and left made each GET
+ * markedly slower (see docs/benchmarks.md). The request listener runs before Fastify's handler, so
+ * an answer begun while draining is already marked.
  */
-function trackResponses(server: Server): void {
+function trackConnections(server: Server): void {
   if (drainables.has(server)) return;
   const state: Drainable = {
-    responses: new Set(),
+    sockets: new Set(),
     draining: false,
     closeIdleLater: () => setTimeout(() => server.closeIdleConnections(), DRAIN_IDLE_GRACE_MS).unref(),
   };
   drainables.set(server, state);
-  function forget(this: ServerResponse) {
-    state.responses.delete(this);
-  }
+  // Requests arrive on the TLS socket, which 'secureConnection' hands over, not the TCP one.
+  server.on(server instanceof HttpsServer ? 'secureConnection' : 'connection', (socket: Duplex) => {
+    state.sockets.add(socket);
+    socket.once('close', () => state.sockets.delete(socket));
+  });
   server.prependListener('request', (_request: IncomingMessage, response: ServerResponse) => {
     if (state.draining) response.shouldKeepAlive = false;
-    state.responses.add(response);
-    response.on('close', forget);
   });
 }
 
@@ -140,14 +144,16 @@ export async function drain(app: FastifyInstance, options: DrainOptions): Promis
   const state = drainables.get(server);
   if (state !== undefined && server.listening) {
     state.draining = true;
-    for (const response of state.responses) {
+    for (const socket of state.sockets) {
+      const response = lastResponseOf(socket);
+      if (response === undefined || response.writableFinished) continue;
       if (!response.headersSent) response.shouldKeepAlive = false;
       // Its headers went out promising keep-alive: once it is sent its connection is idle, and
       // gets the same grace as those idle now.
       else if (response.shouldKeepAlive) response.once('finish', state.closeIdleLater);
     }
     const timer = setTimeout(() => {
-      options.onTimeout?.(state.responses.size);
+      options.onTimeout?.(unanswered(state.sockets));
       server.closeAllConnections();
     }, options.timeoutMs);
     state.closeIdleLater();
@@ -161,4 +167,14 @@ export async function drain(app: FastifyInstance, options: DrainOptions): Promis
     }
   }
   await app.close();
+}
+
+/** How many connections are on an answer not yet sent. */
+function unanswered(sockets: Iterable<Duplex>): number {
+  let count = 0;
+  for (const socket of sockets) {
+    const response = lastResponseOf(socket);
+    if (response !== undefined && !response.writableFinished) count += 1;
+  }
+  return count;
 }
