@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
-import { digestOf, parseDigest } from '../digest.js';
+import { digestHexOf, parseDigest } from '../digest.js';
 import { MessageNotFound } from '../errors.js';
 import type { MessageStore } from '../store/types.js';
 import { JSON_MEDIA_TYPE } from './body.js';
@@ -73,7 +73,8 @@ export function fastRead(options: FastReadOptions): FastRead {
     ) {
       return false;
     }
-    const digest = parseDigest(url.slice(PREFIX.length));
+    const requested = url.slice(PREFIX.length);
+    const digest = parseDigest(requested);
     if (digest === undefined) return false;
     const started = performance.now();
     let message: string | undefined;
@@ -82,12 +83,14 @@ export function fastRead(options: FastReadOptions): FastRead {
     } catch {
       return false;
     }
-    if (message !== undefined && !digestOf(message).equals(digest)) return false;
+    // Compared as lowercase hex, which the ETag also carries: no digest buffer to make.
+    const hex = message === undefined ? undefined : digestHexOf(message);
+    if (hex !== undefined && hex !== requested.toLowerCase()) return false;
     const reqId = nextRequestId();
     let status: number;
     let body: string | Buffer;
     const answer: Record<string, string> = {};
-    if (message === undefined) {
+    if (hex === undefined) {
       status = 404;
       body = NOT_FOUND_BODY;
       answer['cache-control'] = 'no-store';
@@ -95,7 +98,7 @@ export function fastRead(options: FastReadOptions): FastRead {
     } else {
       status = 200;
       body = JSON.stringify({ message });
-      answer.etag = `"${digest.toString('hex')}"`;
+      answer.etag = `"${hex}"`;
       answer['cache-control'] = IMMUTABLE_CACHE_CONTROL;
       answer.vary = 'Accept';
       answer['content-type'] = JSON_MEDIA_TYPE;
