@@ -127,6 +127,11 @@ export function serverFactoryFor(
   };
 }
 
+/** The event that hands over a connection's request socket: for HTTPS the TLS socket, once its handshake is done. */
+export function connectionEventOf(server: import('node:net').Server): 'secureConnection' | 'connection' {
+  return server instanceof HttpsServer ? 'secureConnection' : 'connection';
+}
+
 /** The methods the API serves, named by the 405 that answers CONNECT. */
 const SERVED_METHODS = ['GET', 'HEAD', 'POST'] as const;
 
@@ -182,7 +187,7 @@ class RawAnswers {
   /** Answers CONNECT and unmet expectations, and times connections for the parser's errors. */
   watch(server: import('node:net').Server): void {
     const stamp = (socket: TimedSocket) => (socket[CONNECTED_AT] = performance.now());
-    server.on(server instanceof HttpsServer ? 'secureConnection' : 'connection', stamp);
+    server.on(connectionEventOf(server), stamp);
     // Without a listener node destroys a CONNECT's socket without a word.
     server.on('connect', (request: IncomingMessage, socket: Duplex) => {
       const error = new MethodNotAllowed(request.method ?? 'CONNECT', SERVED_METHODS);
@@ -275,11 +280,6 @@ function limitConnections(server: import('node:net').Server, max: number): void 
 
 /** The last response of a connection, on its socket. */
 const LAST_RESPONSE = Symbol('digestd.lastResponse');
-
-/** The answer a connection is on or was last on (oneRequestAtATime keeps it); none before its first request. */
-export function lastResponseOf(socket: Duplex): ServerResponse | undefined {
-  return (socket as Duplex & { [LAST_RESPONSE]?: ServerResponse })[LAST_RESPONSE];
-}
 
 /**
  * Node starts the handler of every pipelined request as soon as it is parsed, so a GET pipelined

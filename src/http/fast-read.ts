@@ -83,7 +83,7 @@ export function fastRead(options: FastReadOptions): FastRead {
     } catch {
       return false;
     }
-    // Compared as lowercase hex, which the ETag also carries: no digest buffer to make.
+    // Compared as lowercase hex, which the ETag also carries: no second digest buffer.
     const hex = message === undefined ? undefined : digestHexOf(message);
     if (hex !== undefined && hex !== requested.toLowerCase()) return false;
     const reqId = nextRequestId();

@@ -1,10 +1,9 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { Server as HttpsServer } from 'node:https';
 import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Duplex } from 'node:stream';
 import { ListenFailed } from '../errors.js';
-import { lastResponseOf } from './connection.js';
+import { connectionEventOf } from './connection.js';
 
 /** Where to listen. */
 export interface ListenAddress {
@@ -99,11 +98,15 @@ interface Drainable {
 
 const drainables = new WeakMap<Server, Drainable>();
 
+/** The answer a connection is on or was last on, kept on its socket (a property write per request). */
+const UNDER_WAY = Symbol('digestd.answerUnderWay');
+type TrackedSocket = Duplex & { [UNDER_WAY]?: ServerResponse };
+
 /**
- * Keeps the open connections, so that a drain can make the answer each is on the last of its
- * connection. Connections, not answers: a set that every answer entered and left made each GET
- * markedly slower (see docs/benchmarks.md). The request listener runs before Fastify's handler, so
- * an answer begun while draining is already marked.
+ * Keeps the open connections, and on each socket the answer it is on, so that a drain can make
+ * that answer the last of its connection. Connections, not answers: a set of answers that every
+ * request entered and left made each GET markedly slower (see docs/benchmarks.md). The request
+ * listener runs before Fastify's handler, so an answer begun while draining is already marked.
  */
 function trackConnections(server: Server): void {
   if (drainables.has(server)) return;
@@ -113,27 +116,33 @@ function trackConnections(server: Server): void {
     closeIdleLater: () => setTimeout(() => server.closeIdleConnections(), DRAIN_IDLE_GRACE_MS).unref(),
   };
   drainables.set(server, state);
-  // Requests arrive on the TLS socket, which 'secureConnection' hands over, not the TCP one.
-  server.on(server instanceof HttpsServer ? 'secureConnection' : 'connection', (socket: Duplex) => {
+  server.on(connectionEventOf(server), (socket: Duplex) => {
     state.sockets.add(socket);
     socket.once('close', () => state.sockets.delete(socket));
   });
-  server.prependListener('request', (_request: IncomingMessage, response: ServerResponse) => {
+  server.prependListener('request', (request: IncomingMessage, response: ServerResponse) => {
     if (state.draining) response.shouldKeepAlive = false;
+    (request.socket as TrackedSocket)[UNDER_WAY] = response;
   });
+}
+
+/** The answer a connection is on, or undefined when it is idle. */
+function underWay(socket: TrackedSocket): ServerResponse | undefined {
+  const response = socket[UNDER_WAY];
+  return response === undefined || response.writableFinished ? undefined : response;
 }
 
 /** Options of drain. */
 export interface DrainOptions {
   /** How long in-flight requests may take, in ms; then the connections still open are closed. */
   timeoutMs: number;
-  /** Called when the timeout closes connections, with how many answers were still under way. */
+  /** Called when the timeout closes connections, with how many were still on an unsent answer. */
   onTimeout?: (unanswered: number) => void;
 }
 
 /**
- * Stops an app that listen() bound without cutting off a request. It stops accepting; every
- * request already received, or arriving on an open connection meanwhile, is answered with
+ * Stops an app that listen() bound without cutting off a request. It stops accepting; on each
+ * open connection the last request received, and any arriving meanwhile, is answered with
  * `Connection: close`, so that its connection ends after it; idle keep-alive connections are
  * closed after DRAIN_IDLE_GRACE_MS. Once no connection is left, or at the timeout, it closes the
  * app, whose onClose hooks close the store after the last answer. Fastify's own close does not
@@ -145,8 +154,8 @@ export async function drain(app: FastifyInstance, options: DrainOptions): Promis
   if (state !== undefined && server.listening) {
     state.draining = true;
     for (const socket of state.sockets) {
-      const response = lastResponseOf(socket);
-      if (response === undefined || response.writableFinished) continue;
+      const response = underWay(socket);
+      if (response === undefined) continue;
       if (!response.headersSent) response.shouldKeepAlive = false;
       // Its headers went out promising keep-alive: once it is sent its connection is idle, and
       // gets the same grace as those idle now.
@@ -172,9 +181,6 @@ export async function drain(app: FastifyInstance, options: DrainOptions): Promis
 /** How many connections are on an answer not yet sent. */
 function unanswered(sockets: Iterable<Duplex>): number {
   let count = 0;
-  for (const socket of sockets) {
-    const response = lastResponseOf(socket);
-    if (response !== undefined && !response.writableFinished) count += 1;
-  }
+  for (const socket of sockets) if (underWay(socket) !== undefined) count += 1;
   return count;
 }

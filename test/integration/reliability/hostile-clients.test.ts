@@ -264,9 +264,9 @@ describe('thousands of idle connections', () => {
         ],
       });
       try {
-        // Everything over the limit is closed on accept; exactly the limit stays open.
+        // Everything over the limit is closed on accept (openIdle checks it batch by batch, so
+        // 1,900 are closed by now); exactly the limit stays open.
         const idle = await openIdle(server, 2000, { held: 100 });
-        assert.equal(idle.closedByServer(), 1900);
         assert.equal(idle.sockets.filter((socket) => !socket.destroyed).length, 100);
         await assert.rejects(
           request(`${server.url}/healthz`, { ca: server.ca, agent: false }),

@@ -218,6 +218,10 @@ describe('Redis Cluster failover under load', { skip: skip ?? false }, () => {
     process.stdout.write(
       `the first write refused for want of a replica ended ${learnedAt - failedOverAt} ms after the failover\n`,
     );
+    assert.ok(
+      learnedAt - failedOverAt <= 5 * SLOTS_REFRESH_MS,
+      `digestd refuses writes to the shard without a replica within ${5 * SLOTS_REFRESH_MS} ms of the failover`,
+    );
     const betweenWrites = outcomes.filter(
       (each) =>
         each.kind === 'write' &&
