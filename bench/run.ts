@@ -353,7 +353,7 @@ async function measureCase(context: {
   const runs = new Map<BenchServer, LoadResult[]>(servers.map((server) => [server, []]));
   const memory: MemoryPeak = { rssBytes: 0, rssAnonBytes: 0, heapUsedBytes: undefined };
   for (let index = 0; index < options.runs; index++) {
-    // Alternate which server goes first, so drift in the machine's load falls on both.
+    // Alternate which server goes first, so drift in the machine's load falls on all of them.
     const order = index % 2 === 0 ? servers : [...servers].reverse();
     for (const server of order) {
       const sampler = server === digestd ? sampleDuring(digestd, context.probeDir, memory) : undefined;

@@ -104,8 +104,8 @@ export class LmdbStore implements MessageStore {
         // its promise, which rejects unobserved (and so crashes the worker) when that commit fails.
         // Writes of one turn still share a transaction: lmdb-js starts it on the next setImmediate.
         eventTurnBatching: false,
-        // ...and only then, however many: lmdb-js's default starts a transaction once 6 writes are
-        // pending, which under load splits a turn's writes into several small commits, each
+        // ...and only then, however many: lmdb-js's default starts a transaction once a handful of
+        // writes are pending, which under load splits a turn's writes into several small commits, each
         // copying its own B-tree pages and syncing on its own; that costs most where several
         // workers commit to one file.
         txnStartThreshold: ONE_TRANSACTION_PER_TURN,
