@@ -47,16 +47,14 @@ class InstrumentedStore implements MessageStore {
   readonly #messagesStored: StoreInstruments['messagesStored'];
   readonly #writeFailures: StoreInstruments['writeFailures'];
   readonly #timers: Record<'get' | 'has' | 'put' | 'putMany' | 'ping', Timers>;
-  /** The store's get() when wrapped, or undefined when it has no synchronous read. */
-  readonly #wrappedGet: MessageStore['get'] | undefined;
+  /** The store's synchronous read, timed as get() is; absent when the store has none. */
+  readonly getSync: ((digest: Digest) => string | undefined) | undefined;
 
   constructor(store: MessageStore, instruments: StoreInstruments) {
     this.kind = store.kind;
     this.#store = store;
     this.#messagesStored = instruments.messagesStored;
     this.#writeFailures = instruments.writeFailures;
-    // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be compared, never called
-    this.#wrappedGet = store.getSync === undefined ? undefined : store.get;
     // Labelled children built once: a lookup per call would cost as much as the observation.
     const timers = (operation: string): Timers => ({
       ok: instruments.operationDuration.labels({ store: store.kind, operation, outcome: 'ok' }),
@@ -69,22 +67,14 @@ class InstrumentedStore implements MessageStore {
       putMany: timers('putMany'),
       ping: timers('ping'),
     };
+    this.getSync = store.getSync === undefined ? undefined : (digest) => this.#getSync(digest);
   }
 
   get(digest: Digest): Promise<string | undefined> {
     return timed(this.#timers.get, () => this.#store.get(digest));
   }
 
-  /**
-   * The store's synchronous read, timed as get() is, while the store has one and its get() is the
-   * one it was wrapped with: a get() replaced later (a test's spy) is the read that gets timed,
-   * so there is then no synchronous read, and callers use get().
-   */
-  get getSync(): ((digest: Digest) => string | undefined) | undefined {
-    return this.#store.get === this.#wrappedGet ? this.#getSync : undefined;
-  }
-
-  readonly #getSync = (digest: Digest): string | undefined => {
+  #getSync(digest: Digest): string | undefined {
     const timers = this.#timers.get;
     const started = performance.now();
     try {
@@ -95,7 +85,7 @@ class InstrumentedStore implements MessageStore {
       timers.error.observe((performance.now() - started) / 1000);
       throw error;
     }
-  };
+  }
 
   has(digest: Digest): Promise<boolean> {
     return timed(this.#timers.has, () => this.#store.has(digest));

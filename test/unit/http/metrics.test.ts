@@ -96,7 +96,12 @@ describe('GET /metrics', () => {
       'digestd_store_operation_duration_seconds_count{store="lmdb",operation="get",outcome="error"}';
     const store = testApp.store;
     const get = store.get.bind(store);
+    const getSync = store.getSync?.bind(store);
+    // Both reads fail, as a failing LMDB's do: the route reads synchronously where it can.
     store.get = () => Promise.reject(new StoreUnavailable('The LMDB store failed to read.'));
+    store.getSync = () => {
+      throw new StoreUnavailable('The LMDB store failed to read.');
+    };
     try {
       const before = await scrape();
       const response = await testApp.app.inject({ method: 'GET', url: `/messages/${'2'.repeat(64)}` });
@@ -105,6 +110,7 @@ describe('GET /metrics', () => {
       assert.equal((sample(after, failed) ?? 0) - (sample(before, failed) ?? 0), 1);
     } finally {
       store.get = get;
+      store.getSync = getSync;
     }
   });
 

@@ -94,6 +94,9 @@ describe('request logging of the app', () => {
     const failing: Partial<MessageStore> = {
       kind: 'failing',
       get: () => Promise.reject(new Error('disk on fire')),
+      getSync: () => {
+        throw new Error('disk on fire');
+      },
     };
     const built = await buildTestApp([], { logger });
     const { app, store } = built;
