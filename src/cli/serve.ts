@@ -52,7 +52,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
           supervisor.reloadTls(served);
           void listenFile.update();
         },
-        broadcast: (message) => supervisor.broadcast(message),
+        answerAlpnChallenges: (message) => supervisor.answerAlpnChallenges(message),
         httpsPort: () => boundPort,
       })
     : undefined;

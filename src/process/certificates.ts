@@ -7,7 +7,7 @@ import { loadTlsMaterial, type TlsMaterial } from '../http/tls/material.js';
 import { runAt, type LongTimer } from '../http/tls/timer.js';
 import type { Logger } from '../log/logger.js';
 import { supervisorMetrics } from '../metrics.js';
-import type { PrimaryMessage, ServedCertificate } from './protocol.js';
+import type { AlpnChallengeDoneMessage, AlpnChallengeMessage, ServedCertificate } from './protocol.js';
 
 /** A failed re-issue of the local certificate is tried again this much later. */
 const RETRY_AFTER_FAILURE_MS = 3_600_000;
@@ -18,8 +18,8 @@ export interface CertificateKeeperOptions {
   logger: Logger;
   /** Hands a new certificate to the workers (the supervisor's reload path). */
   onChange: (served: ServedCertificate) => void;
-  /** Sends a message to every worker (tls-alpn-01 challenge certificates). */
-  broadcast: (message: PrimaryMessage) => void;
+  /** Sends a message to every worker, and to those started later (tls-alpn-01 challenge certificates). */
+  answerAlpnChallenges: (message: AlpnChallengeMessage | AlpnChallengeDoneMessage) => void;
   /** The HTTPS port bound, for the http-01 listener's redirects. */
   httpsPort: () => number;
 }
@@ -191,9 +191,9 @@ export class CertificateKeeper {
       // default but on Windows) the primary hands each connection to a worker over this same IPC
       // channel, so the validator's connection reaches a worker after the challenge does.
       addAlpnCertificate: (servername, certificate) =>
-        this.#options.broadcast({ type: 'acme-alpn-challenge', servername, ...certificate }),
+        this.#options.answerAlpnChallenges({ type: 'acme-alpn-challenge', servername, ...certificate }),
       removeAlpnCertificate: (servername) =>
-        this.#options.broadcast({ type: 'acme-alpn-challenge-done', servername }),
+        this.#options.answerAlpnChallenges({ type: 'acme-alpn-challenge-done', servername }),
     };
   }
 

@@ -14,6 +14,8 @@ export interface StartMessage {
   /** The port to listen on: the one already bound when the configured port is 0. */
   port: number;
   tls: ServedCertificate | undefined;
+  /** The tls-alpn-01 challenges under way, for a worker started in the middle of an ACME order. */
+  alpnChallenges: AlpnChallengeMessage[];
 }
 
 /** The certificate workers serve. */

@@ -7,6 +7,8 @@ import type { LogSink } from '../log/sink.js';
 import type { PrimaryMetrics } from './metrics.js';
 import {
   isMessage,
+  type AlpnChallengeDoneMessage,
+  type AlpnChallengeMessage,
   type MetricsCollectedMessage,
   type MetricsScrapeMessage,
   type PrimaryMessage,
@@ -66,6 +68,8 @@ export class Supervisor {
   readonly #options: SupervisorOptions;
   readonly #slots: Slot[];
   #tls: ServedCertificate | undefined;
+  /** The tls-alpn-01 challenges under way, by server name: a worker started meanwhile gets them too. */
+  readonly #alpnChallenges = new Map<string, AlpnChallengeMessage>();
   /**
    * The port workers are told to listen on. node:cluster shares one listening socket per
    * (address, port) as asked, so while any worker is up every new one must ask for the same value;
@@ -122,6 +126,16 @@ export class Supervisor {
     for (const worker of this.workers()) {
       if (worker.isConnected()) worker.send(message);
     }
+  }
+
+  /**
+   * Starts or ends answering a tls-alpn-01 challenge in every worker, and in the workers started
+   * before it ends: the CA's validation may reach a worker that replaced one during the order.
+   */
+  answerAlpnChallenges(message: AlpnChallengeMessage | AlpnChallengeDoneMessage): void {
+    if (message.type === 'acme-alpn-challenge') this.#alpnChallenges.set(message.servername, message);
+    else this.#alpnChallenges.delete(message.servername);
+    this.broadcast(message);
   }
 
   /** Hands a reloaded certificate to every worker and to the workers started from now on. */
@@ -181,7 +195,13 @@ export class Supervisor {
           );
           if (!othersStarted && this.#boundPort !== undefined) this.#listenPort = this.#boundPort;
           slot.startSent = true;
-          const start: PrimaryMessage = { type: 'start', config, port: this.#listenPort, tls: this.#tls };
+          const start: PrimaryMessage = {
+            type: 'start',
+            config,
+            port: this.#listenPort,
+            tls: this.#tls,
+            alpnChallenges: [...this.#alpnChallenges.values()],
+          };
           worker.send(start);
           return;
         }

@@ -68,11 +68,19 @@ export function runClusterWorker(): void {
   const start = async (message: StartMessage) => {
     const config = freezeConfig(message.config);
     provisional = message.tls?.provisional ?? false;
-    if (config.acme.domains !== undefined && config.acme.challenge === 'tls-alpn-01') {
-      alpnChallenges = new AlpnChallenges();
-    }
     logger = createLogger({ level: config.log.level, destination });
     const workerLogger = logger;
+    if (config.acme.domains !== undefined && config.acme.challenge === 'tls-alpn-01') {
+      alpnChallenges = new AlpnChallenges();
+      // Challenges of an order under way while this worker started: the CA may validate here.
+      for (const challenge of message.alpnChallenges) {
+        alpnChallenges.set(challenge.servername, challenge);
+        logger.info(
+          { servername: challenge.servername, answering: true },
+          'ACME: answering the tls-alpn-01 challenge',
+        );
+      }
+    }
     setInterval(() => reportDrops(workerLogger), 10_000).unref();
     try {
       ({ app } = await createServer(config, {

@@ -3,12 +3,17 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 /**
  * A TCP forwarder between a client and a real server, used to cut the network: `stall()` keeps
  * connections open but forwards nothing (a hung server or a black-holed network), `resume()`
- * drops the stalled connections and forwards again.
+ * drops the stalled connections and forwards again. `hold()` delays new connections instead, and
+ * `release()` connects them to the server then, as a slow network path would.
  */
 export interface TcpProxy {
   port: number;
   stall(): void;
   resume(): void;
+  hold(): void;
+  release(): void;
+  /** Connections accepted while held and not yet forwarded. */
+  readonly held: number;
   close(): Promise<void>;
 }
 
@@ -21,15 +26,25 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
   };
-  const server: Server = createServer((client) => {
-    track(client);
-    if (stalled) return; // accepted, never answered
+  let holding = false;
+  const held: Socket[] = [];
+  const forward = (client: Socket) => {
     const upstream = connect(targetPort, targetHost);
     track(upstream);
     client.pipe(upstream);
     upstream.pipe(client);
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
+  };
+  const server: Server = createServer((client) => {
+    track(client);
+    if (stalled) return; // accepted, never answered
+    if (holding) {
+      client.pause();
+      held.push(client);
+      return;
+    }
+    forward(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -45,6 +60,16 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     resume() {
       stalled = false;
       for (const socket of sockets) socket.destroy();
+    },
+    hold() {
+      holding = true;
+    },
+    release() {
+      holding = false;
+      for (const client of held.splice(0)) if (!client.destroyed) forward(client);
+    },
+    get held() {
+      return held.length;
     },
     async close() {
       for (const socket of sockets) socket.destroy();

@@ -13,6 +13,7 @@ import { acmePaths } from '../../../src/http/tls/acme.js';
 import { freePort } from '../../harness/free-port.js';
 import { pebbleAvailable, startPebble, type Pebble } from '../../helpers/pebble.js';
 import { startServer, type RunningServer } from '../../helpers/server.js';
+import { startTcpProxy, type TcpProxy } from '../../helpers/tcp-proxy.js';
 import { serviceSkip } from '../../helpers/services.js';
 
 const run = promisify(execFile);
@@ -282,6 +283,64 @@ describe('ACME against Pebble, tls-alpn-01 on the HTTPS port', { skip }, () => {
       false,
     );
     assert.equal((await curl(server.port, '/healthz', rootFile)).status, 200);
+  });
+});
+
+describe('ACME against Pebble, tls-alpn-01 with the worker replaced during the order', { skip }, () => {
+  let pebble: Pebble | undefined;
+  let server: RunningServer | undefined;
+  let proxy: TcpProxy | undefined;
+  after(async () => {
+    await server?.stop();
+    await proxy?.close();
+    await pebble?.stop();
+  });
+
+  it('a worker started while the challenge is pending answers the validation', async () => {
+    const httpsPort = await freePort();
+    // The CA's validation connection waits in the proxy until the worker has been replaced.
+    proxy = await startTcpProxy('127.0.0.1', httpsPort);
+    proxy.hold();
+    pebble = await startPebble({ httpPort: await freePort(), tlsPort: proxy.port });
+    server = await startServer({
+      timeoutMs: 60_000,
+      args: [
+        ...acmeArgs(pebble, await freePort(), ['--acme-challenge', 'tls-alpn-01']),
+        '--port',
+        String(httpsPort),
+        '--workers',
+        '1',
+      ],
+    });
+    const [first] = server.workerPids();
+    assert.ok(first !== undefined);
+    for (const deadline = Date.now() + 30_000; proxy.held === 0; await sleep(50)) {
+      assert.ok(Date.now() < deadline, 'the CA never tried to validate');
+    }
+    process.kill(first, 'SIGKILL');
+    const replacement = await server.waitForLog(
+      (line) => line.msg === 'worker listening' && line.workerPid !== first,
+      30_000,
+    );
+    proxy.release();
+    const obtained = await server.waitForLog(OBTAINED, 60_000);
+    process.stdout.write(
+      `# worker ${first} killed, ${String(replacement.workerPid)} validated: ${String(obtained.msg)}\n`,
+    );
+    assert.ok(
+      server.logs.some(
+        (line) =>
+          line.pid === replacement.workerPid &&
+          line.msg === 'ACME: answering the tls-alpn-01 challenge' &&
+          line.answering === true,
+      ),
+      'the replacement answers the pending challenge',
+    );
+    assert.equal(
+      server.logs.some((line) => String(line.msg).startsWith('ACME: the order failed')),
+      false,
+      'the first order succeeds',
+    );
   });
 });
 
