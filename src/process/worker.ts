@@ -9,7 +9,13 @@ import { freezeConfig } from '../config.js';
 import { ListenFailed } from '../errors.js';
 import { createServer } from '../server.js';
 import { answerMetricsCollection, metricsText, receiveScrapedMetrics } from './metrics.js';
-import { isMessage, type PrimaryMessage, type StartMessage, type WorkerMessage } from './protocol.js';
+import {
+  isMessage,
+  type AlpnChallengeMessage,
+  type PrimaryMessage,
+  type StartMessage,
+  type WorkerMessage,
+} from './protocol.js';
 import { exitAfter, onShutdownSignal, type ShutdownTrigger } from './shutdown.js';
 
 /** "message: cause: cause's cause", for a one-line reason. */
@@ -65,6 +71,14 @@ export function runClusterWorker(): void {
   process.on('SIGINT', beforeServing);
   process.on('SIGTERM', beforeServing);
 
+  const answerAlpnChallenge = (challenge: AlpnChallengeMessage) => {
+    alpnChallenges?.set(challenge.servername, challenge);
+    logger?.info(
+      { servername: challenge.servername, answering: alpnChallenges !== undefined },
+      'ACME: answering the tls-alpn-01 challenge',
+    );
+  };
+
   const start = async (message: StartMessage) => {
     const config = freezeConfig(message.config);
     provisional = message.tls?.provisional ?? false;
@@ -72,15 +86,9 @@ export function runClusterWorker(): void {
     const workerLogger = logger;
     if (config.acme.domains !== undefined && config.acme.challenge === 'tls-alpn-01') {
       alpnChallenges = new AlpnChallenges();
-      // Challenges of an order under way while this worker started: the CA may validate here.
-      for (const challenge of message.alpnChallenges) {
-        alpnChallenges.set(challenge.servername, challenge);
-        logger.info(
-          { servername: challenge.servername, answering: true },
-          'ACME: answering the tls-alpn-01 challenge',
-        );
-      }
     }
+    // Challenges of an order under way while this worker started: the CA may validate here.
+    for (const challenge of message.alpnChallenges) answerAlpnChallenge(challenge);
     setInterval(() => reportDrops(workerLogger), 10_000).unref();
     try {
       ({ app } = await createServer(config, {
@@ -150,11 +158,7 @@ export function runClusterWorker(): void {
         }
         break;
       case 'acme-alpn-challenge':
-        alpnChallenges?.set(command.servername, command);
-        logger?.info(
-          { servername: command.servername, answering: alpnChallenges !== undefined },
-          'ACME: answering the tls-alpn-01 challenge',
-        );
+        answerAlpnChallenge(command);
         break;
       case 'acme-alpn-challenge-done':
         alpnChallenges?.delete(command.servername);
