@@ -1,9 +1,11 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { syncDirectory } from './durable-file.js';
 import { systemErrorReason } from './errors.js';
 
 /**
- * Creates `directory` and its missing parents, one level at a time, and rejects with a sentence
+ * Creates `directory` and its missing parents, one level at a time, each made durable (its parent
+ * fsynced), and rejects with a sentence
  * naming the directory and the cause. Node's `mkdir(..., { recursive: true })` never returns where
  * a filesystem refuses new entries with ENOENT (procfs, sysfs): it creates the parent again and
  * retries for ever.
@@ -24,9 +26,18 @@ export async function createDirectory(directory: string, mode?: number): Promise
     if (current === path.dirname(current)) break;
   }
   for (const each of missing) {
-    await mkdir(each, { mode }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw directoryError(directory, error);
-    });
+    const created = await mkdir(each, { mode }).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw directoryError(directory, error);
+        return false;
+      },
+    );
+    // The new name must survive a power cut, or the files made in it go with it.
+    if (created)
+      await syncDirectory(path.dirname(each)).catch((error: NodeJS.ErrnoException) => {
+        throw directoryError(directory, error);
+      });
   }
 }
 

@@ -1,6 +1,7 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createDirectory } from '../directory.js';
+import { removeFileDurably, writeFileDurably } from '../durable-file.js';
 import type { Logger } from '../log/logger.js';
 
 /** The file in the data directory where the primary says where it listens. */
@@ -21,25 +22,33 @@ export interface ListenRecord {
   ca: string | undefined;
 }
 
-/** Writes the record atomically (a reader never sees half a file), creating the directory. */
+/**
+ * Writes the record durably (a reader never sees half a file, a power cut never leaves an empty
+ * one), creating the directory.
+ */
 export async function writeListenFile(dataDir: string, record: ListenRecord): Promise<void> {
   await createDirectory(dataDir);
-  const target = path.join(dataDir, LISTEN_FILE);
-  const temporary = `${target}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(record)}\n`, { mode: 0o644 });
-  await rename(temporary, target);
+  await writeFileDurably(path.join(dataDir, LISTEN_FILE), `${JSON.stringify(record)}\n`, 0o644);
 }
 
 /** Removes the record at a clean stop (a SIGKILLed primary leaves it; the next start replaces it). */
 export async function removeListenFile(dataDir: string): Promise<void> {
-  await rm(path.join(dataDir, LISTEN_FILE), { force: true });
+  await removeFileDurably(path.join(dataDir, LISTEN_FILE));
 }
 
 /** Reads the record; rejects (ENOENT) when no digestd has listened with this data directory. */
 export async function readListenFile(dataDir: string): Promise<ListenRecord> {
-  const parsed = JSON.parse(await readFile(path.join(dataDir, LISTEN_FILE), 'utf8')) as Partial<ListenRecord>;
+  const file = path.join(dataDir, LISTEN_FILE);
+  let parsed: Partial<ListenRecord>;
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<ListenRecord>;
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    // Left empty or cut short by a crash of an older version: the next start rewrites it.
+    throw new Error(`${file} is not whole JSON; digestd rewrites it once it listens again`, { cause: error });
+  }
   if (typeof parsed.pid !== 'number' || typeof parsed.url !== 'string') {
-    throw new Error(`${path.join(dataDir, LISTEN_FILE)} is not a listen record`);
+    throw new Error(`${file} is not a listen record`);
   }
   return {
     pid: parsed.pid,

@@ -1,4 +1,4 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
@@ -8,8 +8,8 @@ import { rootCertificates } from 'node:tls';
 import * as acme from 'acme-client';
 import type { Logger } from '../../log/logger.js';
 import { createChallengeCertificate } from './alpn-challenges.js';
-import { writeAtomically } from './local-ca.js';
 import { createDirectory } from '../../directory.js';
+import { writeFileDurably } from '../../durable-file.js';
 import type { TlsMaterial } from './material.js';
 import { runAt, type LongTimer } from './timer.js';
 
@@ -113,7 +113,11 @@ export class AcmeCertificates {
     acme.axios.defaults.httpsAgent = this.#agent;
   }
 
-  /** The stored certificate when it names every configured domain and has not expired. */
+  /**
+   * The stored certificate when it names every configured domain and has not expired. A pair
+   * found empty, cut short or not matching (a power cut while it was written) is ordered again,
+   * said in one line.
+   */
   async stored(now = new Date()): Promise<TlsMaterial | undefined> {
     let cert: string;
     let key: string;
@@ -126,7 +130,18 @@ export class AcmeCertificates {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    const leaf = new X509Certificate(cert);
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(cert);
+      if (!leaf.checkPrivateKey(createPrivateKey(key)))
+        throw new Error('the key does not belong to the certificate');
+    } catch (error) {
+      this.#events.logger.warn(
+        { cert: this.#paths.cert, key: this.#paths.key },
+        `ACME: the stored certificate ${this.#paths.cert} and key ${this.#paths.key} cannot be used (${(error as Error).message}); ordering a new one`,
+      );
+      return undefined;
+    }
     if (new Date(leaf.validTo) <= now) return undefined;
     if (!this.#options.domains.every((domain) => leaf.checkHost(domain) !== undefined)) return undefined;
     return this.#material(cert, key);
@@ -195,8 +210,8 @@ export class AcmeCertificates {
         },
       });
       await createDirectory(this.#paths.directory, 0o700);
-      await writeAtomically(this.#paths.key, key.toString(), 0o600);
-      await writeAtomically(this.#paths.cert, cert, 0o644);
+      await writeFileDurably(this.#paths.key, key.toString(), 0o600);
+      await writeFileDurably(this.#paths.cert, cert, 0o644);
       const material = this.#material(cert, key.toString());
       material.changes.push(
         `ACME: obtained a certificate for ${domains.join(', ')} valid until ${material.notAfter.toISOString()}, stored at ${this.#paths.cert}`,
@@ -261,16 +276,29 @@ export class AcmeCertificates {
     this.#timer = runAt(at, () => void this.order());
   }
 
-  /** The account key, created on first use: the same account on every restart. */
+  /**
+   * The account key, created on first use: the same account on every restart. A key found empty
+   * or cut short (a power cut while it was written) is replaced, said in one line: the account it
+   * named cannot be used without it.
+   */
   async #accountKey(): Promise<Buffer> {
     try {
-      return await readFile(this.#paths.accountKey);
+      const stored = await readFile(this.#paths.accountKey);
+      try {
+        createPrivateKey(stored);
+        return stored;
+      } catch (error) {
+        this.#events.logger.warn(
+          { accountKey: this.#paths.accountKey },
+          `ACME: the account key ${this.#paths.accountKey} cannot be read (${stored.length === 0 ? 'it is empty' : (error as Error).message}); creating a new account`,
+        );
+      }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
     await createDirectory(this.#paths.directory, 0o700);
     const key = await acme.crypto.createPrivateEcdsaKey();
-    await writeAtomically(this.#paths.accountKey, key.toString(), 0o600);
+    await writeFileDurably(this.#paths.accountKey, key.toString(), 0o600);
     return key;
   }
 }

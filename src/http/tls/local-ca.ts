@@ -4,12 +4,13 @@ import {
   webcrypto,
   X509Certificate as NodeX509Certificate,
 } from 'node:crypto';
-import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import { createDirectory } from '../../directory.js';
+import { writeFileDurably } from '../../durable-file.js';
 
 // @peculiar/x509 uses node's global webcrypto (globalThis.crypto) by default.
 type CryptoKey = webcrypto.CryptoKey;
@@ -76,7 +77,8 @@ export interface LocalCertificate {
  * the CA on first start, a server certificate when there is none, when it is within
  * REISSUE_BEFORE_DAYS of its end, when it lacks one of the wanted names or when another CA signed
  * it. A directory holding the single self-signed certificate of earlier versions is upgraded in
- * place. Keys are written with mode 0600, every file through a temporary name and a rename.
+ * place. A CA or server certificate file found empty or cut short (a power cut while it was written)
+ * is made again. Keys are written with mode 0600, every file durably (see writeFileDurably).
  */
 export async function ensureLocalCertificate(options: LocalCertificateOptions): Promise<LocalCertificate> {
   const paths = localCaPaths(options.dataDir);
@@ -85,23 +87,30 @@ export async function ensureLocalCertificate(options: LocalCertificateOptions): 
   const changes: string[] = [];
   await createDirectory(paths.directory, 0o700);
 
-  let ca = await readCa(paths);
+  const found = await readCa(paths);
+  let ca = found !== undefined && 'damaged' in found ? undefined : found;
   let upgraded = false;
   if (ca === undefined) {
     const existing = await readOptional(paths.cert);
     upgraded = existing !== undefined && isSelfSignedCa(existing);
     ca = await createCa(now);
-    await writeAtomically(paths.caKey, ca.keyPem, 0o600);
-    await writeAtomically(paths.caCert, ca.certPem, 0o644);
+    await writeFileDurably(paths.caKey, ca.keyPem, 0o600);
+    await writeFileDurably(paths.caCert, ca.certPem, 0o644);
     changes.push(
-      upgraded
-        ? `upgraded ${paths.directory}: the self-signed certificate is replaced by a local CA (ca.pem) and a server certificate it signs; clients now trust ${paths.caCert}`
-        : `created a local CA at ${paths.caCert}`,
+      found !== undefined && 'damaged' in found
+        ? `${found.damaged}: created a new local CA at ${paths.caCert}; clients that trusted the old one must trust this one`
+        : upgraded
+          ? `upgraded ${paths.directory}: the self-signed certificate is replaced by a local CA (ca.pem) and a server certificate it signs; clients now trust ${paths.caCert}`
+          : `created a local CA at ${paths.caCert}`,
     );
   }
 
-  const current = upgraded ? undefined : await readServerCertificate(paths);
-  const reason = current && reissueReason(current.cert, ca, names, now);
+  const stored = upgraded ? undefined : await readServerCertificate(paths);
+  const current = stored !== undefined && 'damaged' in stored ? undefined : stored;
+  const reason =
+    stored !== undefined && 'damaged' in stored
+      ? stored.damaged
+      : current && reissueReason(current.cert, ca, names, now);
   if (current && reason === undefined) {
     return {
       paths,
@@ -113,11 +122,11 @@ export async function ensureLocalCertificate(options: LocalCertificateOptions): 
     };
   }
   const issued = await issueServerCertificate(ca, names, now);
-  await writeAtomically(paths.key, issued.keyPem, 0o600);
-  await writeAtomically(paths.cert, issued.certPem, 0o644);
+  await writeFileDurably(paths.key, issued.keyPem, 0o600);
+  await writeFileDurably(paths.cert, issued.certPem, 0o644);
   if (!upgraded) {
     changes.push(
-      current === undefined
+      reason === undefined
         ? `issued a server certificate at ${paths.cert} from the local CA`
         : `re-issued the server certificate at ${paths.cert} from the local CA: ${reason}`,
     );
@@ -153,28 +162,49 @@ interface Ca {
   privateKey: CryptoKey;
 }
 
-async function readCa(paths: LocalCaPaths): Promise<Ca | undefined> {
+/** What a file that cannot be used holds, for the log line that says it is made again. */
+interface Damaged {
+  damaged: string;
+}
+
+/** Parses a PEM file digestd wrote; a file empty or cut short is reported, not thrown. */
+async function parseOwnFile<T>(
+  file: string,
+  text: string,
+  parse: (text: string) => T | Promise<T>,
+): Promise<{ value: T } | Damaged> {
+  if (text.trim() === '') return { damaged: `${file} was empty` };
+  try {
+    return { value: await parse(text) };
+  } catch (error) {
+    return { damaged: `${file} could not be read (${(error as Error).message})` };
+  }
+}
+
+async function readCa(paths: LocalCaPaths): Promise<Ca | Damaged | undefined> {
   const certPem = await readOptional(paths.caCert);
   if (certPem === undefined) return undefined;
   const keyPem = await readOptional(paths.caKey);
   if (keyPem === undefined) {
     throw new Error(`${paths.caCert} exists but its key ${paths.caKey} does not: restore it, or remove both`);
   }
-  return {
-    cert: new x509.X509Certificate(certPem),
-    certPem,
-    keyPem,
-    privateKey: await importPrivateKey(keyPem),
-  };
+  const cert = await parseOwnFile(paths.caCert, certPem, (text) => new x509.X509Certificate(text));
+  if ('damaged' in cert) return cert;
+  const privateKey = await parseOwnFile(paths.caKey, keyPem, importPrivateKey);
+  if ('damaged' in privateKey) return privateKey;
+  return { cert: cert.value, certPem, keyPem, privateKey: privateKey.value };
 }
 
 async function readServerCertificate(paths: LocalCaPaths) {
   const [certPem, keyPem] = await Promise.all([readOptional(paths.cert), readOptional(paths.key)]);
   if (certPem === undefined || keyPem === undefined) return undefined;
+  const cert = await parseOwnFile(paths.cert, certPem, (text) => new NodeX509Certificate(text));
+  if ('damaged' in cert) return cert;
+  const key = await parseOwnFile(paths.key, keyPem, (text) => createPrivateKey(text));
+  if ('damaged' in key) return key;
   // A pair that does not match (a crash between two renames) is re-issued rather than served.
-  const cert = new NodeX509Certificate(certPem);
-  if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return undefined;
-  return { cert, certPem, keyPem, notAfter: new Date(cert.validTo) };
+  if (!cert.value.checkPrivateKey(key.value)) return undefined;
+  return { cert: cert.value, certPem, keyPem, notAfter: new Date(cert.value.validTo) };
 }
 
 function reissueReason(
@@ -278,22 +308,6 @@ async function readOptional(file: string): Promise<string | undefined> {
     return await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-/**
- * Writes through a temporary name and a rename: a crash never leaves half a file, and concurrent
- * first starts end with whole files (a mismatched pair is re-issued on the next start).
- */
-export async function writeAtomically(file: string, content: string, mode: number): Promise<void> {
-  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temporary, content, { mode });
-    await chmod(temporary, mode);
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
     throw error;
   }
 }

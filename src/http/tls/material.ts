@@ -79,11 +79,19 @@ async function readOperatorPair(certPath: string, keyPath: string): Promise<TlsM
 }
 
 async function readPem(file: string, what: string): Promise<string> {
+  let text: string;
   try {
-    return await readFile(file, 'utf8');
+    text = await readFile(file, 'utf8');
   } catch (error) {
     throw new InvalidTlsFiles(`Cannot read the TLS ${what} ${file}: ${systemErrorReason(error)}.`);
   }
+  // The operator's file, not digestd's to re-make: say what is wrong and what to do.
+  if (text.trim() === '') {
+    throw new InvalidTlsFiles(
+      `The TLS ${what} ${file} is empty (was it being written when the power went?): restore it, or start without --tls-cert and --tls-key to serve the local CA's certificate.`,
+    );
+  }
+  return text;
 }
 
 /** "error:0480006C:PEM routines::no start line" -> "no start line" */

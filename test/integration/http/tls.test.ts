@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -195,6 +195,22 @@ describe('HTTPS with the local CA', () => {
 });
 
 describe('the local certificate over time', () => {
+  it('re-makes every data/tls/*.pem found empty at start (as a power cut leaves them) and serves', async () => {
+    const first = await startServer();
+    const paths = localCaPaths(first.dataDir);
+    await first.stop();
+    for (const file of [paths.caCert, paths.caKey, paths.cert, paths.key]) await writeFile(file, '');
+    const server = await startServer({ dataDir: first.dataDir });
+    try {
+      const line = server.logs.find((entry) => /created a new local CA/.test(String(entry.msg)));
+      assert.match(String(line?.msg), /ca(-key)?\.pem was empty: created a new local CA/);
+      assert.equal(new X509Certificate(await servedCertificate(server.port, server.ca)).ca, false);
+      assert.equal((await postMessage(server, 'after the power cut')).status, 201);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('upgrades an old single self-signed certificate in place, with one log line, for rustls too', async (t) => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'digestd-upgrade-'));
     const paths = localCaPaths(dataDir);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -104,6 +104,52 @@ describe('the local CA', () => {
     const local = await ensureLocalCertificate({ dataDir });
     await rm(local.paths.caKey);
     await assert.rejects(ensureLocalCertificate({ dataDir }), /ca-key\.pem does not/);
+  });
+
+  it('re-issues a server certificate or key found empty or cut short, from the same CA, saying why', async () => {
+    for (const [which, damage] of [
+      ['cert', ''],
+      ['key', ''],
+      ['cert', 'half'],
+      ['key', 'half'],
+    ] as const) {
+      const dataDir = await freshDataDir();
+      const first = await ensureLocalCertificate({ dataDir });
+      const file = first.paths[which];
+      const whole = await readFile(file, 'utf8');
+      await writeFile(file, damage === '' ? '' : whole.slice(0, whole.length / 2));
+      const second = await ensureLocalCertificate({ dataDir });
+      assert.equal(second.caCert, first.caCert, `${which} ${damage}`);
+      assert.notEqual(second.cert, first.cert);
+      assert.ok(new X509Certificate(second.cert).verify(new X509Certificate(first.caCert).publicKey));
+      assert.equal(await readFile(second.paths.cert, 'utf8'), second.cert);
+      assert.equal(second.changes.length, 1);
+      assert.match(
+        second.changes[0]!,
+        new RegExp(`re-issued .* ${file.replaceAll('.', '\\.')} (was empty|could not be read)`),
+      );
+    }
+  });
+
+  it('makes a new CA when ca.pem or ca-key.pem is found empty or cut short, and a certificate it signs', async () => {
+    for (const [which, damage] of [
+      ['caCert', ''],
+      ['caKey', ''],
+      ['caCert', 'half'],
+      ['caKey', 'half'],
+    ] as const) {
+      const dataDir = await freshDataDir();
+      const first = await ensureLocalCertificate({ dataDir });
+      const file = first.paths[which];
+      const whole = await readFile(file, 'utf8');
+      await writeFile(file, damage === '' ? '' : whole.slice(0, whole.length / 2));
+      const second = await ensureLocalCertificate({ dataDir });
+      assert.notEqual(second.caCert, first.caCert, `${which} ${damage}`);
+      assert.ok(new X509Certificate(second.cert).verify(new X509Certificate(second.caCert).publicKey));
+      assert.match(second.changes[0]!, /(was empty|could not be read).*: created a new local CA/);
+      const third = await ensureLocalCertificate({ dataDir });
+      assert.deepEqual(third.changes, []);
+    }
   });
 });
 
