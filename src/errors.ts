@@ -4,10 +4,13 @@ const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 /** Retry-After of a service that expects to answer again shortly (a store or the other workers). */
 const RETRY_SHORTLY = Object.freeze({ 'retry-after': '1' });
 
+/** Retry-After of a node waiting for something slower than a store (a certificate). */
+const RETRY_LATER = Object.freeze({ 'retry-after': '5' });
+
 /**
  * Every error digestd raises on purpose, with its machine code, HTTP status and the headers its
  * answer needs. The HTTP layer turns these into `{"err_msg", "code"}` answers in one place
- * (src/http/plugins/error-replies.ts).
+ * (src/http/answer.ts).
  */
 export class DigestdError extends Error {
   /** Stable, machine-readable code, e.g. `MESSAGE_NOT_FOUND`. */
@@ -167,6 +170,17 @@ export class StoreUnavailable extends DigestdError {
   ) {
     super(message, 'STORE_UNAVAILABLE', 503, options);
     this.reason = options?.reason ?? 'unavailable';
+  }
+}
+
+/**
+ * This node is not ready for public traffic for a reason other than its store (no ACME
+ * certificate yet): /readyz says so until it is.
+ */
+export class NotReady extends DigestdError {
+  override readonly headers = RETRY_LATER;
+  constructor(reason: string) {
+    super(reason, 'NOT_READY', 503);
   }
 }
 

@@ -1,6 +1,5 @@
 import {
   createServer as createHttpServer,
-  STATUS_CODES,
   type IncomingMessage,
   type RequestListener,
   type ServerResponse,
@@ -19,9 +18,7 @@ import {
   UnsupportedTransferCoding,
   type DigestdError,
 } from '../errors.js';
-import { JSON_MEDIA_TYPE } from './body.js';
-import { recordAnswer } from './plugins/access-log.js';
-import { securityHeaders } from './plugins/response-headers.js';
+import { NodeAnswers, stampConnection } from './answer.js';
 
 /** Limits that protect the server from slow, idle and oversized clients. */
 export interface ConnectionOptions {
@@ -100,11 +97,11 @@ export function serverFactoryFor(
     // Node's own answer to a missing Host is a bare 400; refuseMalformed answers it in our shape.
     requireHostHeader: false,
   };
-  const answers = new RawAnswers(https !== undefined, log);
+  const answers = new NodeAnswers(https !== undefined, log);
   return (fastifyHandler) => {
     const handler = oneRequestAtATime((request, response) => {
       const refusal = refusalOf(request);
-      if (refusal !== undefined) answers.onResponse(request, response, refusal);
+      if (refusal !== undefined) answers.refuse(request, response, refusal);
       else if (beforeFastify === undefined || !beforeFastify(request, response))
         fastifyHandler(request, response);
     });
@@ -122,7 +119,7 @@ export function serverFactoryFor(
         )
       : createHttpServer(httpOptions, handler);
     if (connection.maxConnections > 0) limitConnections(server, connection.maxConnections);
-    answers.watch(server);
+    watch(server, answers);
     return server;
   };
 }
@@ -165,100 +162,21 @@ function refusalOf(request: IncomingMessage): DigestdError | undefined {
   return undefined;
 }
 
-/** When node has no request to give the time of, the answer is timed from the connection's start. */
-type TimedSocket = Duplex & { [CONNECTED_AT]?: number };
-const CONNECTED_AT = Symbol('digestd.connectedAt');
-
 /**
- * The answers written without Fastify, before or instead of a Fastify request: they carry the
- * headers every answer carries (src/http/plugins/response-headers.ts, no-store, the error's own)
- * and close the connection, and each has its access line and count (recordAnswer).
+ * Answers CONNECT and unmet expectations, and times connections for the parser's errors, through
+ * the one writer of answers.
  */
-class RawAnswers {
-  private readonly headers: Readonly<Record<string, string>>;
-
-  constructor(
-    tls: boolean,
-    private readonly log: FastifyBaseLogger,
-  ) {
-    this.headers = Object.freeze({ ...securityHeaders({ tls }), 'cache-control': 'no-store' });
-  }
-
-  /** Answers CONNECT and unmet expectations, and times connections for the parser's errors. */
-  watch(server: import('node:net').Server): void {
-    const stamp = (socket: TimedSocket) => (socket[CONNECTED_AT] = performance.now());
-    server.on(connectionEventOf(server), stamp);
-    // Without a listener node destroys a CONNECT's socket without a word.
-    server.on('connect', (request: IncomingMessage, socket: Duplex) => {
-      const error = new MethodNotAllowed(request.method ?? 'CONNECT', SERVED_METHODS);
-      this.onSocket(socket, error, request);
-    });
-    // Without a listener node answers a bare 417.
-    server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
-      this.onResponse(request, response, new ExpectationFailed(String(request.headers.expect)));
-    });
-  }
-
-  /** Answers a parsed request through its ServerResponse, then closes the connection. */
-  onResponse(request: IncomingMessage, response: ServerResponse, error: DigestdError): void {
-    const started = performance.now();
-    const body = bodyOf(error);
-    response.shouldKeepAlive = false;
-    response.writeHead(error.statusCode, {
-      ...this.headers,
-      ...error.headers,
-      'content-type': JSON_MEDIA_TYPE,
-      'content-length': body.length,
-    });
-    response.end(request.method === 'HEAD' ? undefined : body);
-    this.record(error, body.length, performance.now() - started, request, request.socket);
-  }
-
-  /** Writes an answer straight to a socket that has no ServerResponse, then closes it. */
-  onSocket(socket: Duplex, error: DigestdError, request?: IncomingMessage): void {
-    const body = bodyOf(error);
-    const headers: Record<string, string | number> = {
-      connection: 'close',
-      ...this.headers,
-      ...error.headers,
-      'content-type': JSON_MEDIA_TYPE,
-      'content-length': body.length,
-    };
-    let head = `HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode]}\r\n`;
-    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
-    socket.end(Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), body]), () => socket.destroy());
-    const connectedAt = (socket as TimedSocket)[CONNECTED_AT];
-    this.record(
-      error,
-      body.length,
-      connectedAt === undefined ? 0 : performance.now() - connectedAt,
-      request,
-      socket,
-    );
-  }
-
-  private record(
-    error: DigestdError,
-    bytes: number,
-    ms: number,
-    request: IncomingMessage | undefined,
-    socket: Duplex,
-  ): void {
-    recordAnswer(this.log, {
-      method: request?.method ?? 'UNKNOWN',
-      url: request?.url ?? '',
-      route: 'unmatched',
-      status: error.statusCode,
-      bytes,
-      ms,
-      remote: (socket as Partial<import('node:net').Socket>).remoteAddress,
-    });
-  }
-}
-
-/** The `{"err_msg", "code"}` body of an error (the shape of src/http/plugins/error-replies.ts). */
-function bodyOf(error: DigestdError): Buffer {
-  return Buffer.from(JSON.stringify({ err_msg: error.message, code: error.code }));
+function watch(server: import('node:net').Server, answers: NodeAnswers): void {
+  server.on(connectionEventOf(server), stampConnection);
+  // Without a listener node destroys a CONNECT's socket without a word.
+  server.on('connect', (request: IncomingMessage, socket: Duplex) => {
+    const error = new MethodNotAllowed(request.method ?? 'CONNECT', SERVED_METHODS);
+    answers.refuseOnSocket(socket, error, request);
+  });
+  // Without a listener node answers a bare 417.
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    answers.refuse(request, response, new ExpectationFailed(String(request.headers.expect)));
+  });
 }
 
 /**
@@ -305,45 +223,13 @@ function oneRequestAtATime(handler: RequestListener): RequestListener {
 }
 
 /**
- * Most bytes of an unread body discarded after an early answer before the connection is closed:
- * enough for any body a client sends by mistake, bounded so that nobody streams into the void.
- */
-export const DISCARD_LIMIT_BYTES = 64 * 1024 * 1024;
-
-/**
- * For an answer sent before its request's body was read whole (a 413 for a body over the limit, a
- * 401 on a write). Fastify marks such answers `Connection: close`, and node then closes the
- * socket with the body still arriving, so the client's kernel gets a reset and a client that
- * writes its whole body before reading (most do) sees EPIPE or ECONNRESET instead of the answer.
- * The caller removes that header, so the connection stays open: node reads and discards the rest
- * of the body (its framing keeps the connection in step) and serves the next request as usual.
- * This closes the connection past DISCARD_LIMIT_BYTES (the request timeout applies too).
- */
-export function keepReadingTheBody(request: IncomingMessage): void {
-  const socket = request.socket;
-  let discarded = 0;
-  const count = (chunk: Buffer) => {
-    discarded += chunk.length;
-    if (discarded > DISCARD_LIMIT_BYTES) socket.destroy();
-  };
-  socket.on('data', count);
-  const stop = () => {
-    socket.off('data', count);
-    request.off('end', stop);
-    request.off('close', stop);
-  };
-  request.once('end', stop);
-  request.once('close', stop);
-}
-
-/**
  * Fastify's clientErrorHandler: node's HTTP parser failed or timed out before there was a request,
  * so no Fastify reply exists and the error handler in app.ts cannot run. The answer is written to
  * the socket in the same `{"err_msg", "code"}` shape, with the same headers, access line and
  * count as every answer, then the connection is closed.
  */
 export function answerClientErrors(options: { tls: boolean }) {
-  let answers: RawAnswers | undefined;
+  let answers: NodeAnswers | undefined;
   return function answerClientError(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex) {
     // A reset or destroyed socket has nobody left to answer.
     if (error.code === 'ECONNRESET' || socket.destroyed) return;
@@ -364,8 +250,8 @@ export function answerClientErrors(options: { tls: boolean }) {
       socket.destroy();
       return;
     }
-    answers ??= new RawAnswers(options.tls, this.log);
-    answers.onSocket(socket, answer);
+    answers ??= new NodeAnswers(options.tls, this.log);
+    answers.refuseOnSocket(socket, answer);
   };
 }
 

@@ -3,10 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { digestHexOf, parseDigest } from '../digest.js';
 import { MessageNotFound } from '../errors.js';
 import type { MessageStore } from '../store/types.js';
-import { JSON_MEDIA_TYPE } from './body.js';
-import { recordAnswer } from './plugins/access-log.js';
-import { securityHeaders } from './plugins/response-headers.js';
-import { IMMUTABLE_CACHE_CONTROL } from './routes/messages.js';
+import { NodeAnswers } from './answer.js';
 
 /** Options of the fast read path. */
 export interface FastReadOptions {
@@ -28,9 +25,7 @@ export interface FastReadOptions {
 export type FastRead = (request: IncomingMessage, response: ServerResponse) => boolean;
 
 const PREFIX = '/messages/';
-const ROUTE = '/messages/:digest';
 const NOT_FOUND = new MessageNotFound();
-const NOT_FOUND_BODY = Buffer.from(JSON.stringify({ err_msg: NOT_FOUND.message, code: NOT_FOUND.code }));
 
 /**
  * The most frequent request, a plain `GET /messages/<64 hex digits>`, answered before Fastify:
@@ -53,7 +48,7 @@ const NOT_FOUND_BODY = Buffer.from(JSON.stringify({ err_msg: NOT_FOUND.message, 
  */
 export function fastRead(options: FastReadOptions): FastRead {
   const { store, log, maxUrlBytes, nextRequestId, open } = options;
-  const security = Object.entries(securityHeaders({ tls: options.tls }));
+  const answers = new NodeAnswers(options.tls, log);
   const fullLength = PREFIX.length + 64;
   if (fullLength > maxUrlBytes) return () => false;
   return (request, response) => {
@@ -83,45 +78,14 @@ export function fastRead(options: FastReadOptions): FastRead {
     } catch {
       return false;
     }
-    // Compared as lowercase hex, which the ETag also carries: no second digest buffer.
-    const hex = message === undefined ? undefined : digestHexOf(message);
-    if (hex !== undefined && hex !== requested.toLowerCase()) return false;
-    const reqId = nextRequestId();
-    let status: number;
-    let body: string | Buffer;
-    const answer: Record<string, string> = {};
-    if (hex === undefined) {
-      status = 404;
-      body = NOT_FOUND_BODY;
-      answer['cache-control'] = 'no-store';
-      answer['content-type'] = JSON_MEDIA_TYPE;
-    } else {
-      status = 200;
-      body = JSON.stringify({ message });
-      answer.etag = `"${hex}"`;
-      answer['cache-control'] = IMMUTABLE_CACHE_CONTROL;
-      answer.vary = 'Accept';
-      answer['content-type'] = JSON_MEDIA_TYPE;
+    if (message === undefined) {
+      answers.readError(request, response, nextRequestId(), NOT_FOUND, started);
+      return true;
     }
-    for (const [name, value] of security) answer[name] = value;
-    const bytes = Buffer.byteLength(body);
-    answer['content-length'] = String(bytes);
-    response.writeHead(status, answer);
-    response.end(body);
-    const remote = request.socket.remoteAddress;
-    // Fastify writes the access line once the answer is sent (onResponse, on 'finish').
-    response.once('finish', () =>
-      recordAnswer(log, {
-        reqId,
-        method: 'GET',
-        url,
-        route: ROUTE,
-        status,
-        bytes,
-        ms: performance.now() - started,
-        remote,
-      }),
-    );
+    // Compared as lowercase hex, which the ETag also carries: no second digest buffer.
+    const hex = digestHexOf(message);
+    if (hex !== requested.toLowerCase()) return false;
+    answers.message(request, response, nextRequestId(), hex, message, started);
     return true;
   };
 }

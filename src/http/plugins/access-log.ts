@@ -1,57 +1,6 @@
 import type { FastifyBaseLogger, FastifyPluginCallback, onResponseHookHandler } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
-import { accessLineWriter, type AccessLineWriter } from '../../log/access-line.js';
-import type { Logger } from '../../log/logger.js';
-import { countRequest } from '../../metrics.js';
-
-/** One answered request, as its access line and its metrics see it. */
-export interface AnsweredRequest {
-  /** The request id (Fastify's); none for an answer written before there was a Fastify request. */
-  reqId?: string | undefined;
-  /** The request method; `UNKNOWN` when node's parser failed before reading one. */
-  method: string;
-  /** The request target as sent; empty when node's parser failed before reading one. */
-  url: string;
-  /** The route pattern (a bounded label for the metrics), `unmatched` when no route took it. */
-  route: string;
-  status: number;
-  /** Bytes of the answer's body. */
-  bytes: number;
-  /** Time from the request (or, before one was parsed, the connection) to the answer, in ms. */
-  ms: number;
-  remote: string | undefined;
-}
-
-/** The access line writer of each logger, built once (it reads the logger's template pieces). */
-const writers = new WeakMap<object, AccessLineWriter>();
-
-function writerOf(log: FastifyBaseLogger): AccessLineWriter {
-  let writer = writers.get(log);
-  if (writer === undefined) {
-    writer = accessLineWriter(log as Logger);
-    writers.set(log, writer);
-  }
-  return writer;
-}
-
-/**
- * Writes the access line of an answer and counts it (digestd_http_requests_total and the duration
- * histogram). Every answer goes through here, whoever wrote it: the Fastify hook below, and the
- * answers the connection layer writes before there is a Fastify request (src/http/connection.ts).
- * `log` is the app's logger; the line is the one its child with the request id would write.
- */
-export function recordAnswer(log: FastifyBaseLogger, answer: AnsweredRequest): void {
-  writerOf(log)({
-    reqId: answer.reqId,
-    method: answer.method,
-    url: answer.url,
-    status: answer.status,
-    bytes: answer.bytes,
-    ms: Number(answer.ms.toFixed(3)),
-    remote: answer.remote,
-  });
-  countRequest(answer.method, answer.route, answer.status, answer.ms / 1000);
-}
+import { recordAnswer } from '../answer.js';
 
 /**
  * The onResponse hook writing the access line and counting an answer, for requests of `route`

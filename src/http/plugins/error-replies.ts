@@ -1,9 +1,7 @@
-import type { IncomingMessage } from 'node:http';
 import type {
   FastifyError,
   FastifyPluginCallback,
   onResponseHookHandler,
-  FastifyReply,
   FastifyRequest,
   FastifyServerOptions,
 } from 'fastify';
@@ -18,10 +16,8 @@ import {
   UnsupportedMediaType,
   UriTooLong,
 } from '../../errors.js';
-import { ACCEPTED_BODY_TYPES, JSON_MEDIA_TYPE } from '../body.js';
-import { keepReadingTheBody } from '../connection.js';
-import { recordAnswer } from './access-log.js';
-import { securityHeaders } from './response-headers.js';
+import { recordAnswer, securityHeaders, sendError } from '../answer.js';
+import { ACCEPTED_BODY_TYPES } from '../body.js';
 
 /** Options of the error replies. */
 export interface ErrorRepliesOptions {
@@ -32,9 +28,9 @@ export interface ErrorRepliesOptions {
 }
 
 /**
- * The one place errors become `{"err_msg", "code"}` answers: the error handler of the whole app
- * here, and its not-found handler in notFoundReplies below. A 5xx is logged with its cause; a 4xx
- * is an answer, not a fault.
+ * The error handler of the whole app here, and its not-found handler in notFoundReplies below:
+ * each maps what went wrong to one of our errors and answers it through sendError
+ * (src/http/answer.ts). A 5xx is logged with its cause; a 4xx is an answer, not a fault.
  */
 const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, done) => {
   const warnOverloaded = atMostEvery(OVERLOADED_LOG_INTERVAL_MS);
@@ -139,38 +135,6 @@ function frameworkErrorFor(error: FastifyError, request: FastifyRequest, options
     default:
       return toDigestdError(error, options.bodyLimitBytes);
   }
-}
-
-/**
- * Whether part of the request's body may still be on its way. A request without a body is not
- * `complete` either until node's parser has finished its message, which comes after a handler that
- * answers synchronously (an LMDB read) has already answered.
- */
-function mayHaveUnreadBody(request: IncomingMessage): boolean {
-  if (request.complete) return false;
-  const length = request.headers['content-length'];
-  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
-
-/** Answers `error` as `{"err_msg", "code"}` with its status and the headers it carries. */
-export function sendError(reply: FastifyReply, error: DigestdError): FastifyReply {
-  // An error is about this moment (a missing message may be stored a second later): never cache it.
-  void reply.headers(error.headers).header('cache-control', 'no-store');
-  // A 304 or 200 path may have set validators before failing; they do not describe this error.
-  reply.removeHeader('etag');
-  // Answered before the body was read whole (a 413, a 401 on a write): the client may still be
-  // sending it, so the connection reads and discards the rest rather than resetting under it.
-  if (mayHaveUnreadBody(reply.request.raw) && !reply.raw.headersSent) {
-    reply.removeHeader('connection');
-    keepReadingTheBody(reply.request.raw);
-  }
-  // Bytes keep the media type exactly as set: Fastify appends a charset to what it serializes.
-  const body = Buffer.from(JSON.stringify({ err_msg: error.message, code: error.code }));
-  void reply.code(error.statusCode).header('content-type', JSON_MEDIA_TYPE);
-  // A HEAD answer has the headers of the GET answer and no body, on every path (the routes' own
-  // HEAD handling does not cover the not-found handler).
-  if (reply.request.method === 'HEAD') return reply.header('content-length', body.length).send();
-  return reply.send(body);
 }
 
 /**

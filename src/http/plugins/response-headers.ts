@@ -1,9 +1,7 @@
 import type { FastifyPluginCallback } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
+import { securityHeaders } from '../answer.js';
 import { JSON_MEDIA_TYPE } from '../body.js';
-
-/** HSTS max-age: one year, without includeSubDomains (other hosts of the domain are not ours to decide). */
-const HSTS = 'max-age=31536000';
 
 /** The media type Fastify gives a serialized object. */
 const FASTIFY_JSON_TYPE = `${JSON_MEDIA_TYPE}; charset=utf-8`;
@@ -14,13 +12,6 @@ export interface ResponseHeadersOptions {
   tls: boolean;
 }
 
-/** The security headers of every answer: X-Content-Type-Options, and HSTS under TLS. */
-export function securityHeaders(options: ResponseHeadersOptions): Readonly<Record<string, string>> {
-  const headers: Record<string, string> = { 'x-content-type-options': 'nosniff' };
-  if (options.tls) headers['strict-transport-security'] = HSTS;
-  return Object.freeze(headers);
-}
-
 /**
  * The headers every answer carries, set in one onSend hook since it runs on every answer:
  * - the security headers;
@@ -28,7 +19,7 @@ export function securityHeaders(options: ResponseHeadersOptions): Readonly<Recor
  *   UTF-8), clients of this API compare the media type exactly, and Fastify appends
  *   "; charset=utf-8" to every object it serializes.
  * Answers that skip the onSend hooks (errors found before routing) are given the same headers by
- * the error replies.
+ * the error replies; answers written without Fastify get them from src/http/answer.ts.
  */
 const responseHeaders: FastifyPluginCallback<ResponseHeadersOptions> = (app, options, done) => {
   const headers = securityHeaders(options);

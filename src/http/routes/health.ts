@@ -1,5 +1,7 @@
 import type { FastifyPluginCallback } from 'fastify';
+import { NotReady } from '../../errors.js';
 import { asStoreUnavailable, withDeadline } from '../../store/deadline.js';
+import { sendError } from '../answer.js';
 import { allowOnly } from './method-not-allowed.js';
 
 /** Options of the health routes. */
@@ -16,27 +18,16 @@ export const healthRoutes: FastifyPluginCallback<HealthRoutesOptions> = (app, op
 
   app.get('/readyz', async (_request, reply) => {
     const { store } = app;
+    // Not ready is 503 whatever the reason (a full disk's 507 included), with the reason's code.
+    const unready = { fields: { status: 'unavailable', store: store.kind }, statusCode: 503 };
     const missing = options.notReady?.();
-    if (missing !== undefined) {
-      return reply.code(503).header('retry-after', '5').header('cache-control', 'no-store').send({
-        status: 'unavailable',
-        store: store.kind,
-        err_msg: missing,
-        code: 'NOT_READY',
-      });
-    }
+    if (missing !== undefined) return sendError(reply, new NotReady(missing), unready);
     try {
       await withDeadline(store.ping(), options.storeTimeoutMs, store.kind);
       return await reply.send({ status: 'ready', store: store.kind });
     } catch (error) {
-      const unavailable = asStoreUnavailable(error, store.kind);
       app.log.warn({ err: error }, 'readiness check failed');
-      return reply.code(503).header('retry-after', '1').header('cache-control', 'no-store').send({
-        status: 'unavailable',
-        store: store.kind,
-        err_msg: unavailable.message,
-        code: unavailable.code,
-      });
+      return sendError(reply, asStoreUnavailable(error, store.kind), unready);
     }
   });
 

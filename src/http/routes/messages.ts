@@ -3,7 +3,7 @@ import { digestHexOf, digestOf, formatDigest, parseDigest } from '../../digest.j
 import { MessageNotFound } from '../../errors.js';
 import { getVerified, getVerifiedSync } from '../../integrity.js';
 import type { MessageStore } from '../../store/types.js';
-import { sendError } from '../plugins/error-replies.js';
+import { IMMUTABLE_CACHE_CONTROL, sendError } from '../answer.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
 import { digestsFromBody, messageFromBody, messagesFromBody } from './messages.body.js';
@@ -16,9 +16,6 @@ export interface MessageRoutesOptions {
   /** Most items in one batch or lookup. */
   batchMax: number;
 }
-
-/** A stored message never changes, so any cache may keep it for a year without revalidating. */
-export const IMMUTABLE_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
 /**
  * The answer to every miss: an error is answered by what it carries (message, code, status,
