@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics, register } from 'prom-client';
+import { statfs } from 'node:fs/promises';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, register } from 'prom-client';
 import { TypedHistogram, type HistogramSeries } from './histogram.js';
 
 /**
@@ -73,6 +74,24 @@ export function storeOperationMetric(registry: Registry) {
   });
 }
 
+/**
+ * Log lines a process could not write, in the registry that process reports from: the primary's
+ * log sink (destination `log`: the file or stdout) and a worker's IPC channel (`ipc`). The
+ * aggregated scrape adds them up under one name.
+ */
+function logLinesDroppedMetric(registry: Registry, destination: 'log' | 'ipc') {
+  const counter = new Counter({
+    name: 'digestd_log_lines_dropped_total',
+    help: 'Log lines dropped because their destination failed or fell behind (log: the file or stdout; ipc: a worker to the primary).',
+    labelNames: ['destination'] as const,
+    registers: [registry],
+  });
+  const child = counter.labels({ destination });
+  // Present at 0 from the start, so that increase() sees the first drop.
+  child.inc(0);
+  return child;
+}
+
 const request = requestMetrics(workerRegistry);
 
 /** Counters and histograms of a serving process. */
@@ -103,6 +122,7 @@ export const metrics = {
     help: 'Messages acknowledged as durably stored (a message posted twice counts twice).',
     registers: [workerRegistry],
   }),
+  logLinesDropped: logLinesDroppedMetric(workerRegistry, 'ipc'),
   corruptMessages: new Counter({
     name: 'digestd_corrupt_messages_total',
     help: 'Stored messages that did not hash to their digest when read (never served).',
@@ -132,11 +152,37 @@ export const supervisorMetrics = {
     help: 'ACME orders (first certificate or renewal) that failed; the current certificate stays served.',
     registers: [supervisorRegistry],
   }),
+  logLinesDropped: logLinesDroppedMetric(supervisorRegistry, 'log'),
+  dataFreeBytes: new Gauge({
+    name: 'digestd_data_free_bytes',
+    help: 'Bytes available to digestd on the file system of the data directory (LMDB grows there), read when scraped.',
+    registers: [supervisorRegistry],
+    async collect() {
+      if (dataDirectory === undefined) return;
+      const space = await statfs(dataDirectory).catch(() => undefined);
+      if (space !== undefined) this.set(space.bavail * space.bsize);
+    },
+  }),
 };
 
-/** This process's metrics as Prometheus text: the worker registry plus the supervisor's. */
-export function localMetricsText(): Promise<string> {
-  return Registry.merge([workerRegistry, supervisorRegistry]).metrics();
+/** The directory whose free space digestd_data_free_bytes reports; set by the primary at start. */
+let dataDirectory: string | undefined;
+
+/** Makes digestd_data_free_bytes report the file system of `directory`. */
+export function measureFreeSpaceOf(directory: string): void {
+  dataDirectory = directory;
+}
+
+/**
+ * This process's metrics as Prometheus text: the worker registry plus the supervisor's, added up
+ * as the cluster primary adds them (both count dropped log lines under one name).
+ */
+export async function localMetricsText(): Promise<string> {
+  const [worker, supervisor] = await Promise.all([
+    workerRegistry.getMetricsAsJSON(),
+    supervisorRegistry.getMetricsAsJSON(),
+  ]);
+  return AggregatorRegistry.aggregate([worker, supervisor]).metrics();
 }
 
 let processMetricsCollected = false;

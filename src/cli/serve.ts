@@ -5,6 +5,7 @@ import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
 import { ListenFile } from '../process/listen-file.js';
 import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
+import { measureFreeSpaceOf } from '../metrics.js';
 import { servePrimaryMetrics } from '../process/metrics.js';
 import { CertificateKeeper } from '../process/certificates.js';
 import { Supervisor } from '../process/supervisor.js';
@@ -78,6 +79,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     void certificates?.close();
     void supervisor.stop().finally(() => exitAfter(closeLog, 1));
   };
+  measureFreeSpaceOf(config.data.dir);
   // Before forking, so that it sees every worker start listening.
   const primaryMetrics = servePrimaryMetrics({ logger });
   let metricsListener: MetricsListener | undefined;

@@ -11,9 +11,15 @@ export function countLines(text: string): number {
  * each run of drops. Only the destination adds; readers see the counts.
  */
 export class DroppedLines {
+  readonly #counter: { inc(lines: number): void } | undefined;
   #total = 0;
   #unreported = 0;
   #reason = '';
+
+  /** @param counter also counts every drop (digestd_log_lines_dropped_total) */
+  constructor(counter?: { inc(lines: number): void }) {
+    this.#counter = counter;
+  }
 
   /** Lines dropped since start. */
   get total(): number {
@@ -30,6 +36,7 @@ export class DroppedLines {
     const lines = typeof text === 'number' ? text : countLines(text);
     this.#total += lines;
     this.#unreported += lines;
+    if (lines > 0) this.#counter?.inc(lines);
     this.#reason = reason;
   }
 

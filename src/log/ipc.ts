@@ -1,3 +1,4 @@
+import { metrics } from '../metrics.js';
 import { DroppedLines } from './dropped-lines.js';
 
 /** The IPC message carrying a worker's log lines to the primary, the one writer of the log. */
@@ -40,7 +41,7 @@ export class IpcLogDestination {
   #inFlightBytes = 0;
   #waiters: (() => void)[] = [];
   /** Lines dropped because the primary was not reading or the channel was closed. */
-  readonly dropped = new DroppedLines();
+  readonly dropped = new DroppedLines(metrics.logLinesDropped);
 
   constructor(options: IpcLogDestinationOptions) {
     this.#send = options.send;

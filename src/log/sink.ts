@@ -1,5 +1,6 @@
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import { pino } from 'pino';
+import { supervisorMetrics } from '../metrics.js';
 import { DroppedLines } from './dropped-lines.js';
 
 type SonicBoom = ReturnType<typeof pino.destination>;
@@ -40,7 +41,7 @@ export class LogSink {
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
   /** Lines that could not be written. */
-  readonly dropped = new DroppedLines();
+  readonly dropped = new DroppedLines(supervisorMetrics.logLinesDropped);
   /** Called once lines can be written again after some were dropped (to log how many). */
   onDropped: ((lines: number, reason: string) => void) | undefined;
 

@@ -67,6 +67,8 @@ class InstrumentedStore implements MessageStore {
       putMany: timers('putMany'),
       ping: timers('ping'),
     };
+    // Each reason present at 0 from the start, so that increase() sees the first failure.
+    for (const reason of WRITE_FAILURE_REASONS) this.#writeFailures.inc({ store: store.kind, reason }, 0);
     this.getSync = store.getSync === undefined ? undefined : (digest) => this.#getSync(digest);
   }
 
@@ -131,6 +133,9 @@ class InstrumentedStore implements MessageStore {
     return this.#store.close();
   }
 }
+
+/** Every `reason` label of a failed write (the reasons StoreUnavailable gives, and the disk's). */
+const WRITE_FAILURE_REASONS = ['insufficient_storage', 'timeout', 'too_few_replicas', 'unavailable'];
 
 /** The `reason` label of a failed write. */
 function writeFailureReason(error: unknown): string {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { statfs } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { describe, it } from 'node:test';
 import { StoreUnavailable } from '../../../src/errors.js';
-import { metrics } from '../../../src/metrics.js';
+import { measureFreeSpaceOf, metrics } from '../../../src/metrics.js';
 import { buildTestApp, useTestApp } from '../../helpers/app.js';
 import { sample } from '../../helpers/metrics-text.js';
 
@@ -34,6 +36,9 @@ describe('GET /metrics', () => {
       'digestd_messages_stored_total counter',
       'digestd_corrupt_messages_total counter',
       'digestd_worker_restarts_total counter',
+      'digestd_log_lines_dropped_total counter',
+      'digestd_data_free_bytes gauge',
+      'digestd_store_write_failures_total counter',
       'process_cpu_user_seconds_total counter',
       'process_resident_memory_bytes gauge',
       'nodejs_eventloop_lag_seconds gauge',
@@ -112,6 +117,28 @@ describe('GET /metrics', () => {
       store.get = get;
       store.getSync = getSync;
     }
+  });
+
+  it('shows every write failure reason and both log destinations at 0 before the first, so increase() sees it', async () => {
+    const text = await scrape();
+    for (const reason of ['insufficient_storage', 'timeout', 'too_few_replicas', 'unavailable']) {
+      const series = `digestd_store_write_failures_total{store="lmdb",reason="${reason}"}`;
+      assert.notEqual(sample(text, series), undefined, series);
+    }
+    for (const destination of ['log', 'ipc']) {
+      const series = `digestd_log_lines_dropped_total{destination="${destination}"}`;
+      assert.notEqual(sample(text, series), undefined, series);
+    }
+  });
+
+  it('reports the free bytes of the data directory once told which it is', async () => {
+    measureFreeSpaceOf(tmpdir());
+    const space = await statfs(tmpdir());
+    const free = sample(await scrape(), 'digestd_data_free_bytes');
+    assert.ok(free !== undefined && free > 0, `digestd_data_free_bytes ${free}`);
+    // Another process may write meanwhile: the same file system within a margin.
+    const expected = space.bavail * space.bsize;
+    assert.ok(Math.abs(free - expected) < 64 * 1024 * 1024, `${free} vs ${expected}`);
   });
 
   it('exposes the cache counters another module increments', async () => {

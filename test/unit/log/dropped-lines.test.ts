@@ -28,4 +28,13 @@ describe('dropped log lines', () => {
     assert.equal(dropped.total, 6);
     assert.equal(dropped.reason, 'the disk is full');
   });
+
+  it('adds every dropped line to its counter (digestd_log_lines_dropped_total)', () => {
+    let counted = 0;
+    const dropped = new DroppedLines({ inc: (lines) => (counted += lines) });
+    dropped.add('one\ntwo\n', 'the disk is full');
+    dropped.add(0, 'stdout: EPIPE');
+    dropped.add(3, 'the log file is not keeping up');
+    assert.equal(counted, 5);
+  });
 });
