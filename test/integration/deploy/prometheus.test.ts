@@ -80,7 +80,12 @@ describe('Prometheus rules and the Grafana dashboard', { skip }, () => {
   it('promtool checks the rules and runs their tests, with a firing and a silent case for every alert', async () => {
     const checked = await run(PROMTOOL, ['check', 'rules', rulesFile]);
     assert.match(checked.stdout, new RegExp(`SUCCESS: ${rules.length} rules found`));
-    const tested = await run(PROMTOOL, ['test', 'rules', rulesTestFile], { maxBuffer: 16 * 1024 * 1024 });
+    // promtool prints which case failed and what it got: show that rather than the exit code.
+    const tested = await run(PROMTOOL, ['test', 'rules', rulesTestFile], {
+      maxBuffer: 16 * 1024 * 1024,
+    }).catch((error: { stdout?: string; stderr?: string }) => {
+      throw new Error(`promtool test rules failed:\n${error.stdout}${error.stderr}`);
+    });
     assert.match(tested.stdout, /SUCCESS/);
 
     const cases = (
