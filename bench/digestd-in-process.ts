@@ -16,7 +16,7 @@ import { IpcLogDestination } from '../src/log/ipc.js';
 import { createLogger } from '../src/log/logger.js';
 import { listen } from '../src/http/listen.js';
 import { createServer } from '../src/server.js';
-import { LmdbStore } from '../src/store/lmdb.js';
+import { createLmdbStore } from '../src/store/lmdb.js';
 
 const { values } = parseArgs({ options: { port: { type: 'string' }, 'data-dir': { type: 'string' } } });
 const dataDir = values['data-dir'] ?? '';
@@ -46,7 +46,7 @@ const { app } = await createServer(config, {
     destination: new IpcLogDestination({ send: (message, callback) => write(1, message.lines, callback) }),
   }),
   https: { cert: tls.cert, key: tls.key },
-  store: await LmdbStore.open({
+  store: await createLmdbStore({
     path: path.join(dataDir, 'store'),
     mapSize: 2 ** 30,
     timeoutMs: config.store.timeoutMs,

@@ -1,6 +1,6 @@
 import { loadConfig } from '../src/config.js';
 import { digestOf } from '../src/digest.js';
-import { LmdbStore } from '../src/store/lmdb.js';
+import { createLmdbStore } from '../src/store/lmdb.js';
 import { LARGE_POOL_SIZES, REPEATED_MESSAGE, largeMessage, smallMessage } from './scenarios.js';
 
 /**
@@ -20,7 +20,7 @@ const storeTimeoutMs = loadConfig([], {}).store.timeoutMs;
  * LmdbStore.putMany, in durable batches. The server must not be running. Shows progress on stderr.
  */
 export async function preload(dataDir: string, from: number, to: number): Promise<void> {
-  const store = await LmdbStore.open({ path: dataDir, timeoutMs: storeTimeoutMs });
+  const store = await createLmdbStore({ path: dataDir, timeoutMs: storeTimeoutMs });
   try {
     if (from === 0) {
       const fixed: string[] = [REPEATED_MESSAGE];

@@ -8,7 +8,7 @@ export const DIGEST_HEX_LENGTH = 64;
 
 /**
  * SHA-256 of the message's UTF-8 bytes. The one-shot crypto.hash skips the Hash object, which
- * halves the cost for short messages (every read re-hashes its message, see src/integrity.ts).
+ * costs most for short messages (every read re-hashes its message, see src/store/verified.ts).
  * Asking it for hex and decoding that is faster than asking for a Buffer on Node 20 (the 'buffer'
  * output takes a slower path).
  */

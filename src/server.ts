@@ -5,9 +5,11 @@ import { buildApp, buildMetricsApp } from './http/app.js';
 import { addressUrl, drain, listen } from './http/listen.js';
 import type { Logger } from './log/logger.js';
 import { collectProcessMetrics, localMetricsText, metrics } from './metrics.js';
-import { instrumentStore } from './store/instrumented.js';
+import { formatDigest } from './digest.js';
+import { instrumentedStore } from './store/instrumented.js';
 import { openSharedRedis, openStore } from './store/open.js';
 import type { MessageStore } from './store/types.js';
+import { verifiedStore, type Mismatch } from './store/verified.js';
 
 /**
  * The one composition root: configuration -> store, its instrumentation, the app. A cluster
@@ -45,7 +47,7 @@ export interface Server {
 
 /**
  * Opens the configured store and waits until it is ready, then builds the app over it, with each
- * store operation timed and counted, and the shared rate-limit Redis when the store is Redis.
+ * store operation timed and counted and each message read checked against its digest, and the shared rate-limit Redis when the store is Redis.
  * Closing the app closes both. Throws InvalidConfig when --write-token-file cannot be read, and
  * StoreUnavailable when the store cannot be reached.
  */
@@ -69,11 +71,14 @@ export async function createServer(config: Config, options: ServerOptions): Prom
   }
   collectProcessMetrics();
   const app = buildApp({
-    store: instrumentStore(store, {
-      operationDuration: metrics.storeOperationDuration,
-      messagesStored: metrics.messagesStored,
-      writeFailures: metrics.storeWriteFailures,
-    }),
+    store: verifiedStore(
+      instrumentedStore(store, {
+        operationDuration: metrics.storeOperationDuration,
+        messagesStored: metrics.messagesStored,
+        writeFailures: metrics.storeWriteFailures,
+      }),
+      { onMismatch: (mismatch) => reportCorruption(options.logger, mismatch) },
+    ),
     logger: options.logger,
     https: options.https,
     notReady: options.notReady,
@@ -95,6 +100,23 @@ export async function createServer(config: Config, options: ServerOptions): Prom
     await store.close();
   });
   return { app, store };
+}
+
+/**
+ * A stored message that does not hash to its digest is never served (the verified store answers
+ * 500 CORRUPT); it is logged with both digests and counted in digestd_corrupt_messages_total.
+ */
+function reportCorruption(logger: Logger, mismatch: Mismatch): void {
+  metrics.corruptMessages.inc();
+  logger.error(
+    {
+      digest: formatDigest(mismatch.digest),
+      actualDigest: formatDigest(mismatch.actual),
+      store: mismatch.store,
+      bytes: Buffer.byteLength(mismatch.message, 'utf8'),
+    },
+    'corruption: a stored message does not hash to its digest; refusing to serve it',
+  );
 }
 
 /** A running metrics listener. */

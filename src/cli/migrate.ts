@@ -1,6 +1,7 @@
 import { loadConfig } from '../config.js';
-import { digestOf, formatDigest, type Digest } from '../digest.js';
-import { startProgress } from './progress.js';
+import { formatDigest, type Digest } from '../digest.js';
+import { verifiedStore } from '../store/verified.js';
+import { startProgress, type Progress } from './progress.js';
 import { openCommandStore } from './source.js';
 
 /** Entries read, checked and written per round. */
@@ -17,7 +18,19 @@ export async function migrate(argv: readonly string[]): Promise<void> {
   const { from, to } = config.migrate;
   // The cache would only hold what we are about to forget.
   const settings = { ...config.store, cacheBytes: 0 };
-  const source = await openCommandStore('--from', { ...settings, url: from!, mustExist: true });
+  let progress: Progress | undefined;
+  const mismatched: Digest[] = [];
+  // The verified store's walk yields the entries that match their digest and reports the others.
+  const source = verifiedStore(
+    await openCommandStore('--from', { ...settings, url: from!, mustExist: true }),
+    {
+      onMismatch: ({ digest }) => {
+        mismatched.push(digest);
+        process.stderr.write(`migrate: ${formatDigest(digest)} does not match its message; not copied\n`);
+        progress?.advance();
+      },
+    },
+  );
   const target = await openCommandStore('--to', { ...settings, url: to!, mustExist: false }).catch(
     async (error: unknown) => {
       await source.close();
@@ -25,10 +38,9 @@ export async function migrate(argv: readonly string[]): Promise<void> {
     },
   );
   try {
-    const progress = startProgress({ label: 'migrate', total: await source.count() });
+    progress = startProgress({ label: 'migrate', total: await source.count() });
     let copied = 0;
     let present = 0;
-    const mismatched: Digest[] = [];
     let batch: (readonly [Digest, string])[] = [];
     const flush = async () => {
       const exists = await Promise.all(batch.map(([digest]) => target.has(digest)));
@@ -36,18 +48,12 @@ export async function migrate(argv: readonly string[]): Promise<void> {
       await target.putMany(missing);
       copied += missing.length;
       present += batch.length - missing.length;
-      progress.advance(batch.length);
+      progress?.advance(batch.length);
       batch = [];
     };
     try {
-      for await (const [digest, message] of source.entries()) {
-        if (!digestOf(message).equals(digest)) {
-          mismatched.push(digest);
-          process.stderr.write(`migrate: ${formatDigest(digest)} does not match its message; not copied\n`);
-          progress.advance();
-          continue;
-        }
-        batch.push([digest, message]);
+      for await (const entry of source.entries()) {
+        batch.push(entry);
         if (batch.length >= BATCH) await flush();
       }
       await flush();

@@ -1,7 +1,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
-import type { DigestdError } from '../errors.js';
+import { DigestdError, InternalError } from '../errors.js';
 import { accessLineWriter, type AccessLineWriter } from '../log/access-line.js';
 import type { Logger } from '../log/logger.js';
 import { countRequest } from '../metrics.js';
@@ -34,6 +34,19 @@ export function securityHeaders(options: { tls: boolean }): Readonly<Record<stri
  */
 export function errorBody(error: DigestdError, fields?: Readonly<Record<string, unknown>>): Buffer {
   return Buffer.from(JSON.stringify({ ...fields, err_msg: error.message, code: error.code }));
+}
+
+/** What an error thrown while answering is answered as: our own as it is, anything else as a 500. */
+export function asAnswerable(error: unknown): DigestdError {
+  return error instanceof DigestdError ? error : new InternalError({ cause: error });
+}
+
+/**
+ * Logs the fault behind a 5xx answer, with its cause, through the request's logger (a 4xx is an
+ * answer, not a fault, and is not logged).
+ */
+export function logFault(requestLog: FastifyBaseLogger, error: unknown, answer: DigestdError): void {
+  if (answer.statusCode >= 500) requestLog.error({ err: error }, 'request failed');
 }
 
 /** One answered request, as its access line and its metrics see it. */

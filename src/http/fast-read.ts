@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
-import { digestHexOf, parseDigest } from '../digest.js';
+import { parseDigest } from '../digest.js';
 import { MessageNotFound } from '../errors.js';
-import type { MessageStore } from '../store/types.js';
-import { NodeAnswers } from './answer.js';
+import { MUST_WAIT, type MessageStore, type MustWait } from '../store/types.js';
+import { asAnswerable, logFault, NodeAnswers } from './answer.js';
 
 /** Options of the fast read path. */
 export interface FastReadOptions {
-  /** The app's store, instrumented; read only while it has a synchronous read (getSync). */
+  /** The app's store, verified and instrumented; read with getSync, which may say MUST_WAIT. */
   store: MessageStore;
   /** The app's logger: the access line is the one the Fastify route writes. */
   log: FastifyBaseLogger;
@@ -38,10 +38,10 @@ const NOT_FOUND = new MessageNotFound();
  * Only a request the route would answer without any other consideration is taken here: GET (not
  * HEAD), the path and nothing else (no query), no body, no If-None-Match (304s need has()), no
  * `text/` in Accept (content negotiation), while the app is open (not shutting down, not shedding
- * load). The app builds this only without a rate limit or trusted proxies (their checks and
- * request.ip live in Fastify). Anything else returns false for Fastify to answer, as does a
- * stored entry that does not hash to its digest: the route reads it again (its read is then
- * timed twice), logs and counts the corruption and answers 500.
+ * load), and only when the store has the answer at hand (getSync: LMDB, a cache hit; MUST_WAIT
+ * otherwise). The app builds this only without a rate limit or trusted proxies (their checks and
+ * request.ip live in Fastify). Anything else returns false for Fastify to answer. A read that
+ * fails (a corrupt entry included) is answered here as the error handler answers it.
  *
  * test/unit/http/fast-read.test.ts sends the same random requests to an app with and without this
  * path and requires the same answers, byte for byte, the same log fields and the same counts.
@@ -63,7 +63,6 @@ export function fastRead(options: FastReadOptions): FastRead {
       headers['content-length'] !== undefined ||
       headers['transfer-encoding'] !== undefined ||
       (headers.accept !== undefined && headers.accept.includes('text/')) ||
-      store.getSync === undefined ||
       !open()
     ) {
       return false;
@@ -72,20 +71,22 @@ export function fastRead(options: FastReadOptions): FastRead {
     const digest = parseDigest(requested);
     if (digest === undefined) return false;
     const started = performance.now();
-    let message: string | undefined;
+    let message: string | undefined | MustWait;
     try {
       message = store.getSync(digest);
-    } catch {
-      return false;
-    }
-    if (message === undefined) {
-      answers.readError(request, response, nextRequestId(), NOT_FOUND, started);
+    } catch (error) {
+      // A corrupt entry (the verified store has logged and counted it) or a failed read: answered
+      // here as the route's error handler answers it, so the entry is not read a second time.
+      const reqId = nextRequestId();
+      const answer = asAnswerable(error);
+      logFault(log.child({ reqId }), error, answer);
+      answers.readError(request, response, reqId, answer, started);
       return true;
     }
-    // Compared as lowercase hex, which the ETag also carries: no second digest buffer.
-    const hex = digestHexOf(message);
-    if (hex !== requested.toLowerCase()) return false;
-    answers.message(request, response, nextRequestId(), hex, message, started);
+    if (message === MUST_WAIT) return false;
+    if (message === undefined) answers.readError(request, response, nextRequestId(), NOT_FOUND, started);
+    // The verified store has checked that the message hashes to its digest, the ETag's hex.
+    else answers.message(request, response, nextRequestId(), requested.toLowerCase(), message, started);
     return true;
   };
 }

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../digest.js';
-import type { MessageStore } from './types.js';
+import { MUST_WAIT, type MessageStore, type MustWait } from './types.js';
 
 /** Counts of reads the cache answered and passed on; the composition root passes digestd's metrics. */
 export interface CacheCounters {
@@ -27,7 +27,7 @@ const ENTRY_OVERHEAD_BYTES = 96;
  * posted through another node is visible at once. A message larger than the whole cache is simply
  * not kept.
  */
-export class CachedStore implements MessageStore {
+class CachedStore implements MessageStore {
   readonly #store: MessageStore;
   readonly #cache: LRUCache<string, string>;
   readonly #hits: CacheCounters['hits'];
@@ -79,6 +79,14 @@ export class CachedStore implements MessageStore {
     return message;
   }
 
+  /** A hit, at once; anything else is get()'s to answer (and count). */
+  getSync(digest: Digest): string | MustWait {
+    const cached = this.#cache.get(cacheKey(digest));
+    if (cached === undefined) return MUST_WAIT;
+    this.#hits.inc();
+    return cached;
+  }
+
   async has(digest: Digest): Promise<boolean> {
     return this.#cache.has(cacheKey(digest)) || (await this.#store.has(digest));
   }
@@ -99,6 +107,14 @@ export class CachedStore implements MessageStore {
     this.#cache.clear();
     await this.#store.close();
   }
+}
+
+/** Puts a bounded LRU of messages in front of a (remote) store. */
+export function cachedStore(
+  store: MessageStore,
+  options: CachedStoreOptions,
+): MessageStore & { readonly cachedBytes: number } {
+  return new CachedStore(store, options);
 }
 
 /** The 32 digest bytes as a 32-character string: the cheapest exact Map key. */

@@ -1,7 +1,7 @@
 import type { Counter } from 'prom-client';
 import type { Digest } from '../digest.js';
 import { InsufficientStorage, StoreUnavailable } from '../errors.js';
-import type { MessageStore } from './types.js';
+import { MUST_WAIT, type MessageStore, type MustWait } from './types.js';
 
 /** The metrics an instrumented store records into; the composition root passes digestd's own. */
 export interface StoreInstruments {
@@ -47,8 +47,6 @@ class InstrumentedStore implements MessageStore {
   readonly #messagesStored: StoreInstruments['messagesStored'];
   readonly #writeFailures: StoreInstruments['writeFailures'];
   readonly #timers: Record<'get' | 'has' | 'put' | 'putMany' | 'ping', Timers>;
-  /** The store's synchronous read, timed as get() is; absent when the store has none. */
-  readonly getSync: ((digest: Digest) => string | undefined) | undefined;
 
   constructor(store: MessageStore, instruments: StoreInstruments) {
     this.kind = store.kind;
@@ -69,19 +67,19 @@ class InstrumentedStore implements MessageStore {
     };
     // Each reason present at 0 from the start, so that increase() sees the first failure.
     for (const reason of WRITE_FAILURE_REASONS) this.#writeFailures.inc({ store: store.kind, reason }, 0);
-    this.getSync = store.getSync === undefined ? undefined : (digest) => this.#getSync(digest);
   }
 
   get(digest: Digest): Promise<string | undefined> {
     return timed(this.#timers.get, () => this.#store.get(digest));
   }
 
-  #getSync(digest: Digest): string | undefined {
+  /** Timed as get() is, when it answers; a MUST_WAIT is get()'s to time. */
+  getSync(digest: Digest): string | undefined | MustWait {
     const timers = this.#timers.get;
     const started = performance.now();
     try {
-      const message = this.#store.getSync!(digest);
-      timers.ok.observe((performance.now() - started) / 1000);
+      const message = this.#store.getSync(digest);
+      if (message !== MUST_WAIT) timers.ok.observe((performance.now() - started) / 1000);
       return message;
     } catch (error) {
       timers.error.observe((performance.now() - started) / 1000);
@@ -145,6 +143,6 @@ function writeFailureReason(error: unknown): string {
 }
 
 /** Wraps a store so that each operation's latency and each acknowledged write are recorded. */
-export function instrumentStore(store: MessageStore, instruments: StoreInstruments): MessageStore {
+export function instrumentedStore(store: MessageStore, instruments: StoreInstruments): MessageStore {
   return new InstrumentedStore(store, instruments);
 }

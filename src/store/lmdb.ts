@@ -71,52 +71,12 @@ export class LmdbStore implements MessageStore {
   /** Why the most recent write failed; undefined once one succeeds. */
   #writeFailure: DigestdError | undefined;
 
-  private constructor(root: RootDatabase<string, Digest>, options: LmdbStoreOptions) {
+  /** Use createLmdbStore, which opens the environment first. */
+  constructor(root: RootDatabase<string, Digest>, options: LmdbStoreOptions) {
     this.#root = root;
     this.#db = root;
     this.#path = options.path;
     this.#timeoutMs = options.timeoutMs;
-  }
-
-  /** Opens (creating if needed) the LMDB environment in `options.path`. */
-  static async open(options: LmdbStoreOptions): Promise<LmdbStore> {
-    if (options.mustExist === true) {
-      const found = await stat(path.join(options.path, 'data.mdb')).catch(() => undefined);
-      if (found === undefined) {
-        throw new StoreNotFound(`There is no LMDB store at ${options.path} (no data.mdb there).`);
-      }
-    }
-    try {
-      await createDirectory(options.path);
-      // txnStartThreshold is documented in lmdb-js's README but missing from its types.
-      const lmdbOptions: RootDatabaseOptionsWithPath & { txnStartThreshold: number } = {
-        path: options.path,
-        // Always a directory, even when its name has a dot (lmdb-js would otherwise take it for a file).
-        noSubdir: false,
-        encoding: 'string',
-        keyEncoding: 'binary',
-        compression: false,
-        mapSize: options.mapSize ?? 2 ** 40,
-        // Commit without waiting for fsync, then await each write's own `flushed` before acknowledging.
-        overlappingSync: true,
-        separateFlushed: true,
-        // lmdb-js's event-turn batching adds a write of its own to each turn's transaction and drops
-        // its promise, which rejects unobserved (and so crashes the worker) when that commit fails.
-        // Writes of one turn still share a transaction: lmdb-js starts it on the next setImmediate.
-        eventTurnBatching: false,
-        // ...and only then, however many: lmdb-js's default starts a transaction once a handful of
-        // writes are pending, which under load splits a turn's writes into several small commits, each
-        // copying its own B-tree pages and syncing on its own; that costs most where several
-        // workers commit to one file.
-        txnStartThreshold: ONE_TRANSACTION_PER_TURN,
-        // Messages are immutable; no need for lmdb-js's own object cache on top of the page cache.
-        cache: false,
-      };
-      const root = openLmdb<string, Digest>(lmdbOptions);
-      return new LmdbStore(root, options);
-    } catch (error) {
-      throw new StoreUnavailable(`Cannot open the LMDB store at ${options.path}.`, { cause: error });
-    }
   }
 
   ready(): Promise<void> {
@@ -193,7 +153,7 @@ export class LmdbStore implements MessageStore {
     return this.getSync(digest);
   }
 
-  /** lmdb-js reads synchronously, from the memory map. */
+  /** lmdb-js reads synchronously, from the memory map: never MUST_WAIT. */
   getSync(digest: Digest): string | undefined {
     try {
       return this.#db.get(digest);
@@ -289,4 +249,45 @@ function errorCode(error: unknown): number | string | undefined {
     current = current.cause;
   }
   return undefined;
+}
+
+/** Opens (creating if needed) the LMDB environment in `options.path`. */
+export async function createLmdbStore(options: LmdbStoreOptions): Promise<LmdbStore> {
+  if (options.mustExist === true) {
+    const found = await stat(path.join(options.path, 'data.mdb')).catch(() => undefined);
+    if (found === undefined) {
+      throw new StoreNotFound(`There is no LMDB store at ${options.path} (no data.mdb there).`);
+    }
+  }
+  try {
+    await createDirectory(options.path);
+    // txnStartThreshold is documented in lmdb-js's README but missing from its types.
+    const lmdbOptions: RootDatabaseOptionsWithPath & { txnStartThreshold: number } = {
+      path: options.path,
+      // Always a directory, even when its name has a dot (lmdb-js would otherwise take it for a file).
+      noSubdir: false,
+      encoding: 'string',
+      keyEncoding: 'binary',
+      compression: false,
+      mapSize: options.mapSize ?? 2 ** 40,
+      // Commit without waiting for fsync, then await each write's own `flushed` before acknowledging.
+      overlappingSync: true,
+      separateFlushed: true,
+      // lmdb-js's event-turn batching adds a write of its own to each turn's transaction and drops
+      // its promise, which rejects unobserved (and so crashes the worker) when that commit fails.
+      // Writes of one turn still share a transaction: lmdb-js starts it on the next setImmediate.
+      eventTurnBatching: false,
+      // ...and only then, however many: lmdb-js's default starts a transaction once a handful of
+      // writes are pending, which under load splits a turn's writes into several small commits, each
+      // copying its own B-tree pages and syncing on its own; that costs most where several
+      // workers commit to one file.
+      txnStartThreshold: ONE_TRANSACTION_PER_TURN,
+      // Messages are immutable; no need for lmdb-js's own object cache on top of the page cache.
+      cache: false,
+    };
+    const root = openLmdb<string, Digest>(lmdbOptions);
+    return new LmdbStore(root, options);
+  } catch (error) {
+    throw new StoreUnavailable(`Cannot open the LMDB store at ${options.path}.`, { cause: error });
+  }
 }

@@ -32,8 +32,8 @@ export async function openStore(options: StoreOptions, counters?: CacheCounters)
   let store: MessageStore;
   switch (location.kind) {
     case 'lmdb': {
-      const { LmdbStore } = await import('./lmdb.js');
-      return LmdbStore.open({ path: location.path, timeoutMs, mustExist: options.mustExist });
+      const { createLmdbStore } = await import('./lmdb.js');
+      return createLmdbStore({ path: location.path, timeoutMs, mustExist: options.mustExist });
     }
     case 'postgres': {
       const { createPostgresStore } = await import('./postgres.js');
@@ -58,8 +58,8 @@ export async function openStore(options: StoreOptions, counters?: CacheCounters)
     }
   }
   if (options.cacheBytes === 0) return store;
-  const { CachedStore } = await import('./cache.js');
-  return new CachedStore(store, { maxBytes: options.cacheBytes, counters });
+  const { cachedStore } = await import('./cache.js');
+  return cachedStore(store, { maxBytes: options.cacheBytes, counters });
 }
 
 /**

@@ -2,7 +2,8 @@ import pg from 'pg';
 import type { Digest } from '../digest.js';
 import { InvalidConfig } from '../errors.js';
 import { asStoreUnavailable, withDeadline } from './deadline.js';
-import type { MessageStore } from './types.js';
+import { putEach, TurnBatch } from './turn-batch.js';
+import { MUST_WAIT, type MessageStore, type MustWait } from './types.js';
 import { isTableName } from './url.js';
 
 /** Options of the PostgreSQL store. */
@@ -49,8 +50,7 @@ export class PostgresStore implements MessageStore {
   readonly #timeoutMs: number;
   readonly #batchMaxRows: number;
   #schema: Promise<void> | undefined;
-  #pending: PendingPut[] = [];
-  #flushScheduled = false;
+  readonly #puts = new TurnBatch<PendingPut>((puts) => this.#send(puts));
   readonly #inFlight = new Set<Promise<unknown>>();
   #closed = false;
 
@@ -123,20 +123,13 @@ export class PostgresStore implements MessageStore {
 
   put(digest: Digest, message: string): Promise<void> {
     const done = new Promise<void>((resolve, reject) => {
-      this.#pending.push({ digest, message: Buffer.from(message, 'utf8'), resolve, reject });
+      this.#puts.push({ digest, message: Buffer.from(message, 'utf8'), resolve, reject });
     });
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
-    }
     return withDeadline(done, this.#timeoutMs, this.kind);
   }
 
-  /** Sends the puts gathered during this turn of the event loop, `batchMaxRows` per statement. */
-  #flush(): void {
-    this.#flushScheduled = false;
-    const pending = this.#pending;
-    this.#pending = [];
+  /** Sends the puts gathered during one turn of the event loop, `batchMaxRows` per statement. */
+  #send(pending: PendingPut[]): void {
     for (let start = 0; start < pending.length; start += this.#batchMaxRows) {
       const chunk = pending.slice(start, start + this.#batchMaxRows);
       const insert = this.#insert(chunk).then(
@@ -164,8 +157,8 @@ export class PostgresStore implements MessageStore {
     );
   }
 
-  async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
-    await Promise.all(entries.map(([digest, message]) => this.put(digest, message)));
+  putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
+    return putEach(this, entries);
   }
 
   async get(digest: Digest): Promise<string | undefined> {
@@ -175,6 +168,11 @@ export class PostgresStore implements MessageStore {
       this.kind,
     );
     return result.rows[0]?.message.toString('utf8');
+  }
+
+  /** Every read waits for the server. */
+  getSync(): MustWait {
+    return MUST_WAIT;
   }
 
   async has(digest: Digest): Promise<boolean> {
@@ -221,7 +219,7 @@ export class PostgresStore implements MessageStore {
   /** Sends the puts not yet sent, waits for those in flight, then closes the pool. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    if (this.#flushScheduled) this.#flush();
+    this.#puts.flush();
     await Promise.allSettled([...this.#inFlight]);
     this.#closed = true;
     await this.#pool.end();

@@ -2,8 +2,9 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis } from 'ioredis';
 import type { Digest } from '../digest.js';
 import { InvalidConfig, StoreUnavailable } from '../errors.js';
-import { withDeadline } from './deadline.js';
-import type { MessageStore, StoreLogger } from './types.js';
+import { asStoreUnavailable, withDeadline } from './deadline.js';
+import { putEach, TurnBatch } from './turn-batch.js';
+import { MUST_WAIT, type MessageStore, type MustWait, type StoreLogger } from './types.js';
 import { isKeyPrefix } from './url.js';
 
 /** A Redis Cluster seed node. */
@@ -80,8 +81,7 @@ export class RedisStore implements MessageStore {
   /** Replicas attached to each master, as last logged. */
   #shardReplicas = new Map<string, number>();
   #lastRefusedRefresh = 0;
-  #pending: PendingWrite[] = [];
-  #flushScheduled = false;
+  readonly #writes = new TurnBatch<PendingWrite>((writes) => this.#send(writes));
 
   constructor(options: RedisStoreOptions) {
     const prefix = options.keyPrefix ?? 'm:';
@@ -221,30 +221,20 @@ export class RedisStore implements MessageStore {
   async put(digest: Digest, message: string): Promise<void> {
     await this.ready();
     const written = new Promise<void>((resolve, reject) => {
-      this.#enqueue({ key: this.#key(digest), message, redirected: 0, resolve, reject });
+      this.#writes.push({ key: this.#key(digest), message, redirected: 0, resolve, reject });
     });
     await withDeadline(written, this.#timeoutMs, this.kind);
   }
 
-  #enqueue(write: PendingWrite): void {
-    this.#pending.push(write);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
-    }
-  }
-
-  /** Sends the writes gathered during this turn of the event loop, one pipeline per master. */
-  #flush(): void {
-    this.#flushScheduled = false;
+  /** Sends the writes gathered during one turn of the event loop, one pipeline per master. */
+  #send(pending: readonly PendingWrite[]): void {
     const groups = new Map<string, { replicas: number | undefined; writes: PendingWrite[] }>();
-    for (const write of this.#pending) {
+    for (const write of pending) {
       const { master, replicas } = this.#shardOf(write.key);
       const group = groups.get(master);
       if (group === undefined) groups.set(master, { replicas, writes: [write] });
       else group.writes.push(write);
     }
-    this.#pending = [];
     const required = this.#waitReplicas;
     for (const [master, { replicas, writes }] of groups) {
       if (replicas !== undefined && replicas < required) {
@@ -308,8 +298,8 @@ export class RedisStore implements MessageStore {
         if (!refreshed && this.#writer instanceof Cluster) this.#writer.refreshSlotsCache();
         refreshed = true;
         write.redirected += 1;
-        setTimeout(() => this.#enqueue(write), 100 * write.redirected);
-      } else if (error) write.reject(withCause(this.kind, error));
+        setTimeout(() => this.#writes.push(write), 100 * write.redirected);
+      } else if (error) write.reject(asStoreUnavailable(error, this.kind));
       else if (confirmed < replicas) {
         write.reject(
           new StoreUnavailable(
@@ -321,13 +311,18 @@ export class RedisStore implements MessageStore {
     }
   }
 
-  async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
-    await Promise.all(entries.map(([digest, message]) => this.put(digest, message)));
+  putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
+    return putEach(this, entries);
   }
 
   async get(digest: Digest): Promise<string | undefined> {
     const value = await withDeadline(this.#reader.get(this.#key(digest)), this.#timeoutMs, this.kind);
     return value ?? undefined;
+  }
+
+  /** Every read waits for the server. */
+  getSync(): MustWait {
+    return MUST_WAIT;
   }
 
   async has(digest: Digest): Promise<boolean> {
@@ -371,7 +366,7 @@ export class RedisStore implements MessageStore {
         const values = (await withDeadline(pipeline.exec(), this.#timeoutMs * 5, this.kind)) ?? [];
         for (const [index, key] of wanted.entries()) {
           const [error, value] = values[index] ?? [];
-          if (error) throw withCause(this.kind, error);
+          if (error) throw asStoreUnavailable(error, this.kind);
           if (typeof value === 'string') yield [key.subarray(this.#prefix.length), value] as const;
         }
       } while (cursor !== '0');
@@ -391,7 +386,7 @@ export class RedisStore implements MessageStore {
 
   /** Sends the writes not yet sent, then QUIT (which Redis answers after everything before it). */
   async close(): Promise<void> {
-    if (this.#flushScheduled) this.#flush();
+    this.#writes.flush();
     await Promise.all(
       [this.#writer, this.#reader].map(async (client) => {
         try {
@@ -409,10 +404,6 @@ function connect(client: Redis | Cluster): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   if (client.status === 'wait') return client.connect();
   return new Promise<void>((resolve) => client.once('ready', () => resolve()));
-}
-
-function withCause(kind: string, error: Error): StoreUnavailable {
-  return new StoreUnavailable(`The ${kind} store is unavailable; try again shortly.`, { cause: error });
 }
 
 /** Creates a Redis (one server) or Redis Cluster store; it connects on `ready()` or first use. */

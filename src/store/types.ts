@@ -1,5 +1,9 @@
 import type { Digest } from '../digest.js';
 
+/** What getSync answers when only get() can tell, after waiting for the backend. */
+export const MUST_WAIT: unique symbol = Symbol('digestd.mustWait');
+export type MustWait = typeof MUST_WAIT;
+
 /**
  * The contract every message store implements: LMDB, PostgreSQL, Redis, Redis Cluster.
  * Keys are the 32-byte SHA-256 digest of the message; hashing happens in the core, never in a store.
@@ -17,10 +21,10 @@ export interface MessageStore {
   /** The message stored under this digest, or undefined. */
   get(digest: Digest): Promise<string | undefined>;
   /**
-   * What get() answers, without a promise, for a store whose reads never wait (LMDB reads its
-   * memory map): absent on a store that has to wait for its backend. Throws where get() rejects.
+   * What get() answers, without a promise, when the store has it at hand (LMDB reads its memory
+   * map, the cache has a hit); MUST_WAIT when only get() can tell. Throws where get() rejects.
    */
-  getSync?(digest: Digest): string | undefined;
+  getSync(digest: Digest): string | undefined | MustWait;
   /** Whether a message is stored under this digest. */
   has(digest: Digest): Promise<boolean>;
   /** Resolves when the backend answers a trivial request; rejects with StoreUnavailable otherwise. */

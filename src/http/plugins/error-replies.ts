@@ -8,7 +8,6 @@ import type {
 import fastifyPlugin from 'fastify-plugin';
 import {
   DigestdError,
-  InternalError,
   MessageNotFound,
   Overloaded,
   PayloadTooLarge,
@@ -16,7 +15,7 @@ import {
   UnsupportedMediaType,
   UriTooLong,
 } from '../../errors.js';
-import { recordAnswer, securityHeaders, sendError } from '../answer.js';
+import { asAnswerable, logFault, recordAnswer, securityHeaders, sendError } from '../answer.js';
 import { ACCEPTED_BODY_TYPES } from '../body.js';
 
 /** Options of the error replies. */
@@ -40,7 +39,7 @@ const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, 
     // now and then, without a stack, says so without flooding the log.
     if (mapped instanceof Overloaded) {
       warnOverloaded((suppressed) => request.log.warn({ code: mapped.code, suppressed }, mapped.message));
-    } else if (mapped.statusCode >= 500) request.log.error({ err: error }, 'request failed');
+    } else logFault(request.log, error, mapped);
     return sendError(reply, mapped);
   });
   done();
@@ -161,5 +160,5 @@ export function toDigestdError(error: unknown, bodyLimitBytes: number): DigestdE
       status,
     );
   }
-  return new InternalError({ cause: error });
+  return asAnswerable(error);
 }

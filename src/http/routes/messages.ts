@@ -1,8 +1,6 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { digestHexOf, digestOf, formatDigest, parseDigest } from '../../digest.js';
 import { MessageNotFound } from '../../errors.js';
-import { getVerified, getVerifiedSync } from '../../integrity.js';
-import type { MessageStore } from '../../store/types.js';
 import { IMMUTABLE_CACHE_CONTROL, sendError } from '../answer.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
@@ -23,8 +21,6 @@ export interface MessageRoutesOptions {
  */
 const MESSAGE_NOT_FOUND = new MessageNotFound();
 
-type SyncReadStore = MessageStore & Required<Pick<MessageStore, 'getSync'>>;
-
 /** POST /messages, GET|HEAD /messages/:digest, POST /messages/batch, POST /messages/lookup. */
 export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, options, done) => {
   const { store } = app;
@@ -37,27 +33,22 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
     return reply.code(201).header('location', `/messages/${hex}`).send({ digest: hex });
   });
 
+  // Every read but the plain GETs the fast path answers (src/http/fast-read.ts): HEAD, text, a
+  // conditional GET, and every GET where a rate limit or trusted proxy needs Fastify.
   app.get<{ Params: { digest: string } }>(
     '/messages/:digest',
     { schema: readMessageSchema },
-    (request, reply) => {
+    async (request, reply) => {
       const digest = parseDigest(request.params.digest);
       // A miss is an answer, not a failure: sent as the error handler would send it, without a throw.
-      if (digest === undefined) return void sendError(reply, MESSAGE_NOT_FOUND);
+      if (digest === undefined) return sendError(reply, MESSAGE_NOT_FOUND);
       const asText = wantsText(request);
       // The two representations differ, so their strong validators must too (RFC 9110 8.8.3).
       const etag = `"${formatDigest(digest)}${asText ? '.txt' : ''}"`;
-      if (request.headers['if-none-match'] === undefined && store.getSync !== undefined) {
-        // The embedded store reads without waiting: no promise between the read and the answer.
-        answerRead(reply, getVerifiedSync(store as SyncReadStore, digest, request.log), etag, asText);
-        return;
+      if (ifNoneMatchMatches(request.headers['if-none-match'], etag) && (await store.has(digest))) {
+        return cacheable(reply, etag).code(304).send();
       }
-      return (async () => {
-        if (ifNoneMatchMatches(request.headers['if-none-match'], etag) && (await store.has(digest))) {
-          return cacheable(reply, etag).code(304).send();
-        }
-        return answerRead(reply, await getVerified(store, digest, request.log), etag, asText);
-      })();
+      return answerRead(reply, await store.get(digest), etag, asText);
     },
   );
 
@@ -75,7 +66,7 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
 
   app.post('/messages/lookup', { schema: lookupSchema }, async (request, reply) => {
     const digests = digestsFromBody(request.body, options.batchMax);
-    const found = await Promise.all(digests.map((digest) => getVerified(store, digest, request.log)));
+    const found = await Promise.all(digests.map((digest) => store.get(digest)));
     // No prototype: no key can reach Object.prototype (keys are hex here anyway).
     const messages = Object.create(null) as Record<string, string | null>;
     digests.forEach((digest, index) => (messages[formatDigest(digest)] = found[index] ?? null));

@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { digestOf, formatDigest } from '../../../src/digest.js';
-import { LmdbStore } from '../../../src/store/lmdb.js';
+import { createLmdbStore } from '../../../src/store/lmdb.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
 import { createRedisStore } from '../../../src/store/redis.js';
 import { startRedisServer, type RedisServerProcess } from '../../helpers/redis-server.js';
@@ -57,7 +57,7 @@ const messages = Array.from({ length: 1200 }, (_, index) => `migrated ${index} $
 
 describe('digestd migrate and verify', { skip: skip ?? false }, () => {
   it('copies every message from LMDB to PostgreSQL, with progress', async () => {
-    const source = await LmdbStore.open({ path: `${directory}/lmdb`, timeoutMs: STORE_TIMEOUT_MS });
+    const source = await createLmdbStore({ path: `${directory}/lmdb`, timeoutMs: STORE_TIMEOUT_MS });
     await source.putMany(messages.map((message) => [digestOf(message), message] as const));
     await source.close();
     // An interrupted earlier run left part of the data in the target already.
@@ -124,7 +124,7 @@ describe('digestd migrate and verify', { skip: skip ?? false }, () => {
     const copy = await digestd(['migrate', '--from', postgresUrl, '--to', `lmdb:${directory}/copy`]);
     assert.equal(copy.code, 1);
     assert.match(copy.stdout, /copied 1199, already present 0, mismatched 1/);
-    const copied = await LmdbStore.open({ path: `${directory}/copy`, timeoutMs: STORE_TIMEOUT_MS });
+    const copied = await createLmdbStore({ path: `${directory}/copy`, timeoutMs: STORE_TIMEOUT_MS });
     try {
       assert.equal(await copied.has(digestOf(victim)), false);
     } finally {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { digestOf } from '../../../src/digest.js';
 import { StoreUnavailable } from '../../../src/errors.js';
 import { metrics, workerRegistry } from '../../../src/metrics.js';
-import { CachedStore } from '../../../src/store/cache.js';
+import { cachedStore } from '../../../src/store/cache.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
 import { postgresForTest, TEST_POSTGRES_URL } from '../../helpers/services.js';
 import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
@@ -21,7 +21,7 @@ const { skip, table, proxy, urlThroughProxy } = await postgresForTest(
 
 describe('the message cache in front of a remote store', { skip: skip ?? false }, () => {
   it('answers a cached message without the network, and only that', async () => {
-    const cached = new CachedStore(
+    const cached = cachedStore(
       createPostgresStore({ connectionString: urlThroughProxy, table, timeoutMs: 500 }),
       SERVED,
     );
@@ -44,11 +44,11 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
   });
 
   it('never caches absence: a message written through another node is visible at once', async () => {
-    const nodeA = new CachedStore(
+    const nodeA = cachedStore(
       createPostgresStore({ connectionString: TEST_POSTGRES_URL, table, timeoutMs: STORE_TIMEOUT_MS }),
       SERVED,
     );
-    const nodeB = new CachedStore(
+    const nodeB = cachedStore(
       createPostgresStore({ connectionString: TEST_POSTGRES_URL, table, timeoutMs: STORE_TIMEOUT_MS }),
       SERVED,
     );
@@ -64,7 +64,7 @@ describe('the message cache in front of a remote store', { skip: skip ?? false }
 
   it('stays within its byte budget, and keeps no message larger than the budget', async () => {
     const maxBytes = 64 * 1024;
-    const cached = new CachedStore(
+    const cached = cachedStore(
       createPostgresStore({ connectionString: TEST_POSTGRES_URL, table, timeoutMs: STORE_TIMEOUT_MS }),
       {
         maxBytes,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, it } from 'node:test';
 import { digestOf } from '../../../src/digest.js';
-import { LmdbStore } from '../../../src/store/lmdb.js';
+import { createLmdbStore } from '../../../src/store/lmdb.js';
 import { describeStoreConformance } from '../../helpers/store-conformance.js';
 import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 
@@ -12,12 +12,12 @@ const directory = await mkdtemp(path.join(tmpdir(), 'digestd-lmdb-'));
 after(() => rm(directory, { recursive: true, force: true }));
 
 describeStoreConformance('lmdb', {
-  open: () => LmdbStore.open({ path: directory, timeoutMs: STORE_TIMEOUT_MS }),
+  open: () => createLmdbStore({ path: directory, timeoutMs: STORE_TIMEOUT_MS }),
 });
 
 it('opens a data directory whose name contains a dot', async () => {
   const dotted = path.join(directory, 'data.v1');
-  const store = await LmdbStore.open({ path: dotted, timeoutMs: STORE_TIMEOUT_MS });
+  const store = await createLmdbStore({ path: dotted, timeoutMs: STORE_TIMEOUT_MS });
   try {
     await store.put(digestOf('dotted'), 'dotted');
     assert.equal(await store.get(digestOf('dotted')), 'dotted');
