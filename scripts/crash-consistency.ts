@@ -8,7 +8,6 @@
  *
  * Exits 0 when nothing acknowledged was lost, 1 otherwise. --json prints one JSON summary line.
  */
-import { randomInt, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,26 +15,18 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   countLost,
+  type KillOptions,
   isRunning,
   killGroup,
-  send,
-  sha256Hex,
-  sleep,
   startServer,
   stopServer,
-  type Server,
+  writeUntilKilled,
 } from './lib/traffic.js';
 
 /** Options of one crash-consistency run. */
-export interface CrashOptions {
+export interface CrashOptions extends KillOptions {
   /** Kill-and-restart rounds. @default 3 */
   rounds: number;
-  /** Concurrent writer connections. @default 32 */
-  connections: number;
-  /** Acknowledged writes to wait for before the kill window opens. @default 100 */
-  minAcknowledged: number;
-  /** The kill comes at a random moment up to this long after that. @default 1500 */
-  killWindowMs: number;
   /** Data directory; a fresh temporary one (removed afterwards) by default. */
   dataDir?: string | undefined;
   /** Extra `digestd serve` flags, e.g. ['--workers', '2']. */
@@ -66,49 +57,6 @@ export interface CrashSummary {
   finalCheckLost: number;
   /** Replies that carried a digest other than the SHA-256 of the message sent. */
   wrongDigests: number;
-}
-
-function uniqueMessage(round: number, writer: number, sequence: number): string {
-  const padding = 'x'.repeat(randomInt(0, 2000));
-  return `round ${round} writer ${writer} #${sequence} ${randomUUID()} é😀 ${padding}`;
-}
-
-/** Writes until the server dies; returns what was acknowledged. */
-async function writeUntilKilled(server: Server, round: number, options: CrashOptions) {
-  const acknowledged = new Map<string, string>();
-  let interrupted = 0;
-  let wrongDigests = 0;
-  let killing = false;
-  let killedAfterMs = 0;
-  let processesKilled = 0;
-
-  const writer = async (index: number) => {
-    for (let sequence = 0; ; sequence++) {
-      const message = uniqueMessage(round, index, sequence);
-      try {
-        const reply = await send(server, 'POST', '/messages', JSON.stringify({ message }));
-        if (reply.status !== 201) throw new Error(`POST answered ${reply.status}: ${reply.body}`);
-        const { digest } = JSON.parse(reply.body) as { digest: string };
-        if (digest !== sha256Hex(message)) wrongDigests++;
-        acknowledged.set(digest, message);
-      } catch (error) {
-        if (!killing) throw error;
-        interrupted++;
-        return;
-      }
-    }
-  };
-
-  const started = Date.now();
-  const killer = (async () => {
-    while (acknowledged.size < options.minAcknowledged) await sleep(5);
-    await sleep(randomInt(0, options.killWindowMs + 1));
-    killing = true;
-    killedAfterMs = Date.now() - started;
-    processesKilled = await killGroup(server);
-  })();
-  await Promise.all([killer, ...Array.from({ length: options.connections }, (_, index) => writer(index))]);
-  return { acknowledged, interrupted, wrongDigests, killedAfterMs, processesKilled };
 }
 
 /** Runs the kill-and-restart rounds and returns the figures. */

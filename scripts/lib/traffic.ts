@@ -3,11 +3,17 @@
  * own process group (so that one kill reaches its workers too), send requests over one keep-alive
  * agent, and check that every acknowledged message is still there.
  */
+import { randomInt, randomUUID } from 'node:crypto';
 import { Agent } from 'node:https';
-import { startServer as startDigestd, type RunningServer } from '../../test/harness/digestd.js';
+import {
+  startServer as startDigestd,
+  type RunningServer,
+  type StartOptions,
+} from '../../test/harness/digestd.js';
 import { request } from '../../test/harness/http.js';
+import { sha256Hex } from '../../test/harness/sha256.js';
 
-export { sha256Hex } from '../../test/harness/sha256.js';
+export { sha256Hex };
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A digestd process of a script, with the agent its requests share. */
@@ -32,9 +38,17 @@ export async function send(server: Server, method: string, url: string, body?: s
   return { status: reply.status, body: reply.body };
 }
 
-/** Starts `digestd serve` (log level warn) in its own process group, and waits until it is ready. */
-export async function startServer(dataDir: string, serverArgs: string[]): Promise<Server> {
+/**
+ * Starts `digestd serve` (log level warn) in its own process group, and waits until it is ready;
+ * `options` go to the harness (a wrapper command, Node.js flags).
+ */
+export async function startServer(
+  dataDir: string,
+  serverArgs: string[],
+  options: Pick<StartOptions, 'wrapper' | 'nodeArgs'> = {},
+): Promise<Server> {
   const digestd = await startDigestd({
+    ...options,
     dataDir,
     args: ['--log-level', 'warn', ...serverArgs],
     stdout: 'ignore',
@@ -87,4 +101,57 @@ export async function stopServer(server: Server): Promise<number | null> {
   const code = await server.digestd.stop();
   server.agent.destroy();
   return code;
+}
+
+/** How writeUntilKilled writes and when it kills. */
+export interface KillOptions {
+  /** Concurrent writer connections. @default 32 */
+  connections: number;
+  /** Acknowledged writes to wait for before the kill window opens. @default 100 */
+  minAcknowledged: number;
+  /** The kill comes at a random moment up to this long after that. @default 1500 */
+  killWindowMs: number;
+}
+
+function uniqueMessage(round: number, writer: number, sequence: number): string {
+  const padding = 'x'.repeat(randomInt(0, 2000));
+  return `round ${round} writer ${writer} #${sequence} ${randomUUID()} é😀 ${padding}`;
+}
+
+/** Writes until the server dies; returns what was acknowledged. */
+export async function writeUntilKilled(server: Server, round: number, options: KillOptions) {
+  const acknowledged = new Map<string, string>();
+  let interrupted = 0;
+  let wrongDigests = 0;
+  let killing = false;
+  let killedAfterMs = 0;
+  let processesKilled = 0;
+
+  const writer = async (index: number) => {
+    for (let sequence = 0; ; sequence++) {
+      const message = uniqueMessage(round, index, sequence);
+      try {
+        const reply = await send(server, 'POST', '/messages', JSON.stringify({ message }));
+        if (reply.status !== 201) throw new Error(`POST answered ${reply.status}: ${reply.body}`);
+        const { digest } = JSON.parse(reply.body) as { digest: string };
+        if (digest !== sha256Hex(message)) wrongDigests++;
+        acknowledged.set(digest, message);
+      } catch (error) {
+        if (!killing) throw error;
+        interrupted++;
+        return;
+      }
+    }
+  };
+
+  const started = Date.now();
+  const killer = (async () => {
+    while (acknowledged.size < options.minAcknowledged) await sleep(5);
+    await sleep(randomInt(0, options.killWindowMs + 1));
+    killing = true;
+    killedAfterMs = Date.now() - started;
+    processesKilled = await killGroup(server);
+  })();
+  await Promise.all([killer, ...Array.from({ length: options.connections }, (_, index) => writer(index))]);
+  return { acknowledged, interrupted, wrongDigests, killedAfterMs, processesKilled };
 }

@@ -85,6 +85,11 @@ export interface StartOptions {
   bin?: string;
   /** Starts it as the leader of its own process group, so that one signal reaches its workers. */
   detached?: boolean;
+  /**
+   * A command that runs node with the remaining arguments, and must exec it so that the pid stays
+   * node's (e.g. `unshare ... sh -c '...; exec "$@"' sh`).
+   */
+  wrapper?: readonly string[];
 }
 
 // A failed assertion or a crashed script must not leave servers behind.
@@ -143,7 +148,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   };
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, args, {
+    const [command, ...wrapperArgs] = [...(options.wrapper ?? []), process.execPath];
+    child = spawn(command, [...wrapperArgs, ...args], {
       env,
       stdio: [
         'ignore',
