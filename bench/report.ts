@@ -124,6 +124,25 @@ export function markdownTable(results: readonly CaseResult[]): string {
   return [line(header), separator, ...rows.map(line)].join('\n');
 }
 
+/** What each column of markdownTable means, for the columns these results show. */
+export function columnLegend(results: readonly CaseResult[]): string {
+  const showNginx = results.some((result) => result.nginx);
+  const lines = [
+    'Columns (each figure the median of the measured runs):',
+    '  req/s             answers per second with the expected status',
+    '  p50 ms, p99 ms    latency that half, and all but 1 in 100, of the requests stayed under',
+    '  baseline          a bare node:https server with the messages in a Map (bench/baseline.ts)',
+    '  ratio             digestd req/s divided by baseline req/s',
+    ...(showNginx
+      ? ['  nginx, vs nginx   nginx serving the same answers from static files (GETs only); digestd / nginx']
+      : []),
+    "  CPU µs/req        CPU time (user + kernel) of all the server's processes per request: digestd / baseline",
+    '  in kernel         the share of that CPU time spent in the kernel (TLS sockets, fsync): digestd / baseline',
+    "  RSS MiB, heap MiB digestd's peak resident memory and V8 heap in use, over all its processes",
+  ];
+  return lines.join('\n');
+}
+
 const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**

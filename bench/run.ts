@@ -10,9 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
 import { messagePath, runAutocannon, runWrk, wrkInstalled, type LoadResult, type Targets } from './load.js';
 import { preload } from './preload.js';
 import {
+  columnLegend,
   markdownTable,
   percent,
   summarize,
@@ -35,15 +37,31 @@ import {
   type BenchServer,
 } from './servers.js';
 
+/** The scenarios and worker settings of --quick: one GET, one durable POST and the mix. */
+const QUICK_SCENARIOS = ['get-hit', 'post-new', 'mix-90-10'];
+const QUICK_WORKERS = 'default';
+
+const scenarioList = SCENARIOS.map(
+  (scenario) => `                        ${scenario.name.padEnd(12)}${scenario.description}`,
+).join('\n');
+
 const HELP = `Usage: npm run bench -- [options]
 
-  --duration S        seconds per measured run (default 5; --quick: 1)
+Measures digestd (this checkout, built first) against a bare node:https baseline and, for GETs,
+nginx serving the same answers, over TLS keep-alive; prints a table of medians and writes JSON
+results and an SVG chart.
+
+  --quick             a first look in under a minute: ${QUICK_SCENARIOS.join(', ')}; workers
+                      ${QUICK_WORKERS}; one 2 s run per server, no warm-up (options below still apply)
+  --duration S        seconds per measured run (default 5; --quick: 2)
   --warmup S          seconds of unmeasured load per scenario and server first (default 1; --quick: 0)
   --runs N            measured runs per scenario and server, alternating servers (default 3; --quick: 1)
   --connections N     concurrent keep-alive connections (default 64)
-  --scenarios LIST    comma-separated subset of: ${SCENARIOS.map((scenario) => scenario.name).join(', ')}
-  --workers LIST      comma-separated worker settings: numbers and/or "default" (default "1,default");
-                      ignored, with a note, when this digestd has no --workers flag
+  --scenarios LIST    comma-separated subset (default: all; --quick: ${QUICK_SCENARIOS.join(',')}):
+${scenarioList}
+  --workers LIST      comma-separated worker settings: numbers and/or "default", one per CPU
+                      (default "1,default"; --quick: "${QUICK_WORKERS}"); ignored, with a note, when
+                      this digestd has no --workers flag
   --preload LIST      store sizes to measure at, e.g. 1e4,1e6,1e7 (default 10000): messages are
                       written straight into the LMDB store before the server starts
   --tool NAME         wrk, autocannon, or both (default: wrk when installed, else autocannon;
@@ -56,7 +74,8 @@ const HELP = `Usage: npm run bench -- [options]
   --cpu-prof DIR      write V8 CPU profiles of the digestd processes into DIR
   --digestd-bin FILE  the digestd executable to measure (default bin/digestd of this checkout)
   --digestd-args ARGS extra arguments for digestd serve, space-separated: --digestd-args='--log-level warn'
-  --quick             a short smoke run
+  --no-build          measure this checkout's dist/ as it is, without npm run build first
+  --help              this text
 `;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -85,7 +104,7 @@ function parseOptions(argv: string[]) {
       runs: { type: 'string' },
       connections: { type: 'string', default: '64' },
       scenarios: { type: 'string' },
-      workers: { type: 'string', default: '1,default' },
+      workers: { type: 'string' },
       preload: { type: 'string', default: '10000' },
       tool: { type: 'string' },
       'no-baseline': { type: 'boolean', default: false },
@@ -96,15 +115,14 @@ function parseOptions(argv: string[]) {
       'digestd-bin': { type: 'string', default: DIGESTD_BIN },
       'digestd-args': { type: 'string', default: '' },
       quick: { type: 'boolean', default: false },
+      'no-build': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
   const quick = values.quick;
-  const wanted = values.scenarios?.split(',').map((name) => name.trim());
+  const wanted = (values.scenarios ?? (quick ? QUICK_SCENARIOS.join(',') : undefined))
+    ?.split(',')
+    .map((name) => name.trim());
   const unknown = wanted?.filter((name) => !SCENARIOS.some((scenario) => scenario.name === name)) ?? [];
   if (unknown.length > 0) throw new Error(`--scenarios: unknown ${unknown.join(', ')}`);
   const scenarios = SCENARIOS.filter((scenario) => wanted === undefined || wanted.includes(scenario.name));
@@ -115,12 +133,12 @@ function parseOptions(argv: string[]) {
   if (tools.includes('wrk') && !wrkInstalled())
     throw new Error('--tool: wrk is not installed (apt-get install -y wrk)');
   return {
-    seconds: parseCount(values.duration ?? (quick ? '1' : '5'), '--duration'),
+    seconds: parseCount(values.duration ?? (quick ? '2' : '5'), '--duration'),
     warmupSeconds: parseCount(values.warmup ?? (quick ? '0' : '1'), '--warmup'),
     runs: Math.max(1, parseCount(values.runs ?? (quick ? '1' : '3'), '--runs')),
     connections: Math.max(1, parseCount(values.connections, '--connections')),
     scenarios,
-    workers: values.workers.split(',').map((item) => item.trim()),
+    workers: (values.workers ?? (quick ? QUICK_WORKERS : '1,default')).split(',').map((item) => item.trim()),
     storeSizes: values.preload
       .split(',')
       .map((item) => Math.max(0, parseCount(String(Number(item.trim())), '--preload')))
@@ -134,6 +152,8 @@ function parseOptions(argv: string[]) {
     digestdBin: path.resolve(values['digestd-bin'] ?? DIGESTD_BIN),
     digestdArgs: (values['digestd-args'] ?? '').split(' ').filter(Boolean),
     quick,
+    build: !values['no-build'] && values['digestd-bin'] === DIGESTD_BIN,
+    help: values.help,
   };
 }
 
@@ -153,6 +173,41 @@ function workerSettings(options: Options, supported: boolean): WorkerSetting[] {
   });
 }
 
+/**
+ * How many cases a run measures and about how long it takes: each case runs every server for the
+ * warm-up and the measured runs; each worker setting starts the servers afresh; preloading
+ * writes about 100,000 messages a second. The overheads were measured on a 2-CPU machine.
+ */
+function estimateSeconds(options: Options, workerSettings = options.workers.length) {
+  const nginx = options.nginx && nginxExecutable() !== undefined;
+  let perSetting = 0;
+  for (const scenario of options.scenarios) {
+    const servers = 1 + (options.baseline ? 1 : 0) + (nginx && readsOnly(scenario) ? 1 : 0);
+    // About half a second per run to start the load tool and read the processes' CPU time.
+    perSetting +=
+      options.tools.length * servers * (options.warmupSeconds + options.runs * (options.seconds + 0.5));
+  }
+  const SERVER_STARTS_SECONDS = 4;
+  const largest = Math.max(0, ...options.storeSizes);
+  const cases = options.storeSizes.length * workerSettings * options.scenarios.length * options.tools.length;
+  const seconds =
+    options.storeSizes.length * workerSettings * (perSetting + SERVER_STARTS_SECONDS) + largest / 100_000;
+  return { cases, seconds };
+}
+
+/** One line: what a run measures and about how long it takes (the build aside). */
+function describePlan(options: Options): string {
+  const { cases, seconds } = estimateSeconds(options);
+  const duration = seconds < 90 ? `${Math.ceil(seconds / 5) * 5} s` : `${Math.round(seconds / 60)} min`;
+  const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
+  return (
+    `${plural(cases, 'case')} (${plural(options.scenarios.length, 'scenario')} x ` +
+    `${plural(options.workers.length, 'worker setting')} x ${plural(options.storeSizes.length, 'store size')}` +
+    `${options.tools.length > 1 ? ' x 2 tools' : ''}), ${plural(options.runs, 'run')} of ${options.seconds} s per server` +
+    `${options.warmupSeconds > 0 ? ` after ${options.warmupSeconds} s of warm-up` : ''}: about ${duration}`
+  );
+}
+
 function machine() {
   return {
     nproc: availableParallelism(),
@@ -168,6 +223,20 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
+  if (options.help) {
+    const quick = parseOptions(['--quick']);
+    process.stdout.write(
+      `${HELP}\nWith these options: ${describePlan(options)}.\n` +
+        (options.quick ? '' : `With --quick: ${describePlan(quick)}.\n`),
+    );
+    return;
+  }
+  if (options.build) {
+    log('building this checkout (npm run build; --no-build skips it)');
+    const built = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
+    if (built.status !== 0) throw new Error(`npm run build failed (${built.status ?? built.signal})`);
+  }
+  log(`plan: ${describePlan(options)}`);
   const supportsWorkers = digestdSupportsWorkers(options.digestdBin);
   const settings = workerSettings(options, supportsWorkers);
   if (!supportsWorkers)
@@ -298,7 +367,7 @@ async function main(): Promise<void> {
   }
 
   const table = markdownTable(results);
-  process.stdout.write(`\n${table}\n\n`);
+  process.stdout.write(`\n${table}\n\n${columnLegend(results)}\n\n`);
   const finishedInfo = { ...info, loadAverageAtEnd: loadavg().map((value) => Number(value.toFixed(2))) };
   const notes = supportsWorkers
     ? []

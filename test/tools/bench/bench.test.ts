@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -48,6 +48,7 @@ async function quickBench(extra: string[]): Promise<{ json: BenchJson; svg: stri
         '--import',
         'tsx',
         'bench/run.ts',
+        '--no-build',
         '--quick',
         '--workers',
         '1',
@@ -82,6 +83,49 @@ function assertWellFormedSvg(svg: string, scenarios: string[]): void {
 const expectNginx = nginxExecutable() !== undefined || process.env.CI === 'true';
 
 describe('npm run bench', { timeout: 240_000 }, () => {
+  it('answers --help at once, without building, with the defaults, the scenarios and how long a run takes', async () => {
+    const built = path.join(ROOT, 'dist', 'cli', 'main.js');
+    const before = (await stat(built)).mtimeMs;
+    const { stdout } = await run('npm', ['run', '--silent', 'bench', '--', '--help'], { cwd: ROOT });
+    assert.equal((await stat(built)).mtimeMs, before, 'dist/ was not rebuilt');
+    assert.match(stdout, /^Usage: npm run bench -- \[options\]/);
+    assert.match(stdout, /--duration S +seconds per measured run \(default 5; --quick: 2\)/);
+    assert.match(stdout, /^ +post-new +POST a new small message \(durable write\)$/m);
+    const full =
+      /^With these options: 18 cases \(9 scenarios x 2 worker settings x 1 store size\), 3 runs of 5 s per server after 1 s of warm-up: about (\d+) min\.$/m.exec(
+        stdout,
+      );
+    assert.ok(full, stdout);
+    const quick = /^With --quick: 3 cases .*: about (\d+) s\.$/m.exec(stdout);
+    assert.ok(quick && Number(quick[1]) < 60, `the quick run is estimated under a minute: ${quick?.[0]}`);
+    // A run's estimate follows its options.
+    const { stdout: shorter } = await run(
+      'npm',
+      [
+        'run',
+        '--silent',
+        'bench',
+        '--',
+        '--help',
+        '--scenarios',
+        'get-hit',
+        '--workers',
+        '1',
+        '--runs',
+        '1',
+        '--warmup',
+        '0',
+        '--no-nginx',
+        '--no-baseline',
+      ],
+      { cwd: ROOT },
+    );
+    assert.match(
+      shorter,
+      /^With these options: 1 case \(1 scenario x 1 worker setting x 1 store size\), 1 run of 5 s per server: about 10 s\.$/m,
+    );
+  });
+
   it('measures digestd, the baseline and nginx and writes JSON results and an SVG chart', async () => {
     const scenarios = ['get-hit', 'get-miss', 'post-new'];
     const { json, svg, stdout } = await quickBench([
@@ -127,6 +171,13 @@ describe('npm run bench', { timeout: 240_000 }, () => {
       assert.ok(result.nginxRatio !== undefined && result.nginxRatio > 0);
     }
     if (expectNginx) assert.match(stdout, /\| nginx req\/s \| p99 ms \| vs nginx \|/);
+    // Below the table, what its columns mean.
+    assert.match(
+      stdout,
+      /^ {2}CPU µs\/req +CPU time \(user \+ kernel\) of all the server's processes per request/m,
+    );
+    assert.match(stdout, /^ {2}in kernel +the share of that CPU time spent in the kernel/m);
+    if (expectNginx) assert.match(stdout, /^ {2}nginx, vs nginx +nginx serving the same answers/m);
     assertWellFormedSvg(svg, scenarios);
   });
 
