@@ -17,7 +17,9 @@ const docs: FastifyPluginAsync = async (app) => {
         version: VERSION,
         description:
           'A content-addressed message store: POST a message, GET it back by the SHA-256 digest of its UTF-8 bytes. ' +
-          'Every error is {"err_msg": "<a sentence>", "code": "<MACHINE_CODE>"}.',
+          // The description is Markdown (the /docs page renders it): in a code span, the placeholders
+          // are shown as written instead of being taken for HTML tags.
+          'Every error is `{"err_msg": "<a sentence>", "code": "<MACHINE_CODE>"}`.',
       },
       components: {
         securitySchemes: { writeToken: { type: 'http', scheme: 'bearer', description: '--write-token' } },

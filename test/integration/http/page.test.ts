@@ -107,3 +107,19 @@ describe('the web page at /', { skip: skip ?? false }, () => {
     await page.close();
   });
 });
+
+describe('the API documentation at /docs', { skip: skip ?? false }, () => {
+  it('shows the error body with its placeholders as written, not taken for HTML tags', async () => {
+    const page = await context.newPage();
+    const response = await page.goto(`${server.url}/docs/`);
+    assert.equal(response?.status(), 200);
+    const description = page.locator('.info .description');
+    await description.waitFor();
+    const text = (await description.textContent()) ?? '';
+    assert.ok(
+      text.includes('{"err_msg": "<a sentence>", "code": "<MACHINE_CODE>"}'),
+      `the description reads: ${text}`,
+    );
+    await page.close();
+  });
+});
