@@ -147,9 +147,10 @@ grep -qx 'deploy healthcheck.mjs ' <<<"$inside" || fail "/app/deploy holds more 
 # --- Run it as an operator would ---------------------------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
-step "podman run -d --restart=always -v $VOLUME:/var/lib/digestd -p 127.0.0.1:$port:8443"
+step "podman run -d --init --stop-timeout 20 --restart=always -v $VOLUME:/var/lib/digestd -p 127.0.0.1:$port:8443"
 "${podman[@]}" volume create "$VOLUME" >/dev/null
-"${podman[@]}" run -d --name "$NAME" "${run_limits[@]}" --restart=always \
+# The README's arguments: an init as PID 1, and a stop timeout longer than the drain.
+"${podman[@]}" run -d --name "$NAME" "${run_limits[@]}" --init --stop-timeout 20 --restart=always \
   -v "$VOLUME:/var/lib/digestd" -p "127.0.0.1:$port:8443" "$IMAGE" >/dev/null ||
   fail "podman run failed"
 
