@@ -265,6 +265,13 @@ export const SCHEMA = {
         help: 'Milliseconds any store operation may take before it fails with STORE_UNAVAILABLE (a request then answers 503).',
         commands: ['serve', 'migrate', 'verify'],
       },
+      diskReserveBytes: {
+        kind: 'bytes',
+        default: 256 * MiB,
+        min: 0,
+        max: 1024 * 1024 * MiB,
+        help: 'LMDB only: while the filesystem of the store has less free space than this, writes answer 507 without reaching LMDB, and resume by themselves once it has more (0 turns the check off).',
+      },
       cacheBytes: {
         kind: 'bytes',
         flag: 'cache-bytes',

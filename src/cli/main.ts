@@ -1,5 +1,6 @@
 import { settingsHelp } from '../config.js';
 import { DigestdError, InvalidConfig } from '../errors.js';
+import { writeStderr } from '../log/stdio.js';
 import { VERSION } from '../version.js';
 import { migrate } from './migrate.js';
 import { serve } from './serve.js';
@@ -74,7 +75,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof InvalidConfig) {
-    process.stderr.write(`digestd: ${error.message}\n`);
+    writeStderr(`digestd: ${error.message}\n`);
     process.exit(EXIT_USAGE);
   }
   // One sentence: what failed, then why in brackets.
@@ -83,6 +84,6 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     error instanceof DigestdError && error.cause instanceof Error
       ? `${message.replace(/\.$/, '')} (${error.cause.message.replace(/\.$/, '')}).`
       : message;
-  process.stderr.write(`digestd: ${cause}\n`);
+  writeStderr(`digestd: ${cause}\n`);
   process.exit(1);
 });

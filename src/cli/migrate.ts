@@ -16,8 +16,9 @@ const BATCH = 500;
 export async function migrate(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv, undefined, 'migrate');
   const { from, to } = config.migrate;
-  // The cache would only hold what we are about to forget.
-  const settings = { ...config.store, cacheBytes: 0 };
+  // The cache would only hold what we are about to forget. --disk-reserve is serve's: a copy
+  // into LMDB runs until the disk refuses it, and says so.
+  const settings = { ...config.store, cacheBytes: 0, diskReserveBytes: 0 };
   let progress: Progress | undefined;
   const mismatched: Digest[] = [];
   // The verified store's walk yields the entries that match their digest and reports the others.

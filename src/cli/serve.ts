@@ -3,6 +3,7 @@ import { createDirectory } from '../directory.js';
 import { InvalidConfig, InvalidTlsFiles } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
+import { tolerateStdioFailures, writeStderr } from '../log/stdio.js';
 import { ListenFile } from '../process/listen-file.js';
 import { exitAfter, onShutdownSignal } from '../process/shutdown.js';
 import { measureFreeSpaceOf } from '../metrics.js';
@@ -17,6 +18,7 @@ import { startMetricsListener, type MetricsListener } from '../server.js';
  * SIGTERM or SIGINT. Workers run process/worker-main.ts and take their settings from the primary.
  */
 export async function serve(argv: readonly string[]): Promise<void> {
+  tolerateStdioFailures();
   const config = loadConfig(argv);
   // Settings that need files read are checked here, so a mistake exits 2 instead of crash-looping.
   await writeTokensOf(config.protection);
@@ -65,17 +67,19 @@ export async function serve(argv: readonly string[]): Promise<void> {
 
   const closeLog = async () => {
     await sink.close();
-    // The log itself may be what failed (disk full): say it where an operator will see it.
+    // The log itself may be what failed (disk full): say it where an operator will see it, as the
+    // log's own kind of line.
     if (sink.dropped.total > 0) {
-      process.stderr.write(
-        `digestd: ${sink.dropped.total} log lines were dropped (${sink.dropped.reason})\n`,
+      createLogger({ level: config.log.level, destination: { write: writeStderr } }).warn(
+        { droppedLines: sink.dropped.total, reason: sink.dropped.reason },
+        `${sink.dropped.total} log lines were dropped`,
       );
     }
   };
   const fail = (error: Error) => {
     // The supervisor's own stack says nothing; a cause (what ACME answered) does.
     logger.fatal(error.cause === undefined ? {} : { err: error.cause }, error.message);
-    process.stderr.write(`digestd: ${error.message}\n`);
+    writeStderr(`digestd: ${error.message}\n`);
     void certificates?.close();
     void supervisor.stop().finally(() => exitAfter(closeLog, 1));
   };

@@ -74,13 +74,17 @@ export class LogSink {
 
   /** Writes one or more complete lines (each ending in a newline). Never blocks, never throws. */
   write(text: string): void {
+    if (this.#closed) {
+      this.dropped.add(text, 'the log is closed');
+      return;
+    }
     if (this.#stdout) {
       this.#reportDrops();
       this.#stdout.write(text);
       return;
     }
     const file = this.#file;
-    if (file === undefined || this.#broken !== undefined || this.#closed) {
+    if (file === undefined || this.#broken !== undefined) {
       this.dropped.add(text, this.#broken ?? 'the log file is closed');
       return;
     }
@@ -110,13 +114,24 @@ export class LogSink {
     clearTimeout(this.#retry);
     if (this.#stdout) {
       const stdout = this.#stdout;
+      // What is buffered is written within a bound, once: stdout may be a file on a full disk.
       await new Promise<void>((resolve) => {
-        try {
-          stdout.flush(() => resolve());
-        } catch {
+        const timer = setTimeout(resolve, END_TIMEOUT_MS);
+        const done = () => {
+          clearTimeout(timer);
           resolve();
+        };
+        stdout.once('close', done);
+        stdout.once('error', done);
+        try {
+          stdout.end();
+        } catch {
+          done();
         }
       });
+      // Then it is given up: pino's handler at exit would otherwise retry a refused write every
+      // 100 ms for ever (sonic-boom's flushSync retries any error), and the process never exits.
+      stdout.destroy();
       return;
     }
     if (this.#file) await this.#end(this.#file);

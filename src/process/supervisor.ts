@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log/logger.js';
 import type { LogSink } from '../log/sink.js';
+import { WorkerOutput } from '../log/worker-output.js';
 import type { PrimaryMetrics } from './metrics.js';
 import {
   isMessage,
@@ -82,9 +83,11 @@ export class Supervisor {
   #started = false;
   #startWaiter: { resolve: (address: string) => void; reject: (error: Error) => void } | undefined;
   #exitWaiters: (() => void)[] = [];
+  readonly #workerOutput: WorkerOutput;
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
+    this.#workerOutput = new WorkerOutput({ logger: options.logger });
     this.#tls = options.tls && {
       cert: options.tls.cert,
       key: options.tls.key,
@@ -109,7 +112,13 @@ export class Supervisor {
     // Structured clone instead of JSON: batches of log lines (full of quotes) cross the channel
     // as plain copies instead of being escaped by the worker and parsed again by the primary.
     // Workers run their own entry point, not the command line the primary was started with.
-    cluster.setupPrimary({ serialization: 'advanced', exec: WORKER_MAIN, args: [] });
+    // Their stdout and stderr are pipes to the primary, which logs what arrives there as JSON.
+    cluster.setupPrimary({
+      serialization: 'advanced',
+      exec: WORKER_MAIN,
+      args: [],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     return new Promise((resolve, reject) => {
       this.#startWaiter = { resolve, reject };
       for (const slot of this.#slots) this.#fork(slot);
@@ -164,6 +173,7 @@ export class Supervisor {
       this.#checkAllExited();
     });
     clearTimeout(killTimer);
+    this.#workerOutput.close();
   }
 
   /** Kills every worker at once (second signal). */
@@ -182,6 +192,9 @@ export class Supervisor {
     slot.worker = worker;
     const pid = worker.process.pid;
     logger.info({ slot: slot.index, worker: worker.id, workerPid: pid }, 'worker started');
+    const { stdout, stderr } = worker.process;
+    if (stdout) this.#workerOutput.read(stdout, { workerPid: pid, stream: 'stdout' });
+    if (stderr) this.#workerOutput.read(stderr, { workerPid: pid, stream: 'stderr' });
 
     worker.on('message', (message: unknown) => {
       if (!isMessage(message)) return;

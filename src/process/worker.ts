@@ -4,6 +4,7 @@ import { secureContextOptions } from '../http/connection.js';
 import { AlpnChallenges } from '../http/tls/alpn-challenges.js';
 import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { tolerateStdioFailures, writeStderr } from '../log/stdio.js';
 import { addressUrl, drain, listen } from '../http/listen.js';
 import { freezeConfig } from '../config.js';
 import { ListenFailed } from '../errors.js';
@@ -45,6 +46,7 @@ function sendToPrimary(message: WorkerMessage, callback?: (error: Error | null) 
  * the worker exits 1, to be replaced: it never keeps serving in an unknown state.
  */
 export function runClusterWorker(): void {
+  tolerateStdioFailures();
   const destination = new IpcLogDestination({
     send: (message: LogLinesMessage, callback) => sendToPrimary(message, callback),
   });
@@ -58,7 +60,7 @@ export function runClusterWorker(): void {
 
   const crash = (error: unknown, origin: string) => {
     if (logger) logger.fatal({ err: error, origin }, `${origin}: the worker exits and will be replaced`);
-    else process.stderr.write(`digestd worker ${process.pid}: ${origin}: ${describeError(error)}\n`);
+    else writeStderr(`digestd worker ${process.pid}: ${origin}: ${describeError(error)}\n`);
     exitAfter(flush, 1);
   };
   // Without an unhandledRejection listener Node reports those here too, with origin 'unhandledRejection'.

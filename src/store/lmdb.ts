@@ -7,7 +7,7 @@ import type { Digest } from '../digest.js';
 import { DigestdError, InsufficientStorage, StoreNotFound, StoreUnavailable } from '../errors.js';
 import { createDirectory } from '../directory.js';
 import { withDeadline } from './deadline.js';
-import type { MessageStore } from './types.js';
+import type { MessageStore, StoreLogger } from './types.js';
 
 /** Options of the embedded LMDB store. */
 export interface LmdbStoreOptions {
@@ -22,14 +22,33 @@ export interface LmdbStoreOptions {
   mapSize?: number;
   /** Time a write may take, commit and flush, before it fails with StoreUnavailable, in ms. */
   timeoutMs: number;
+  /**
+   * While the filesystem has less free space than this, writes fail with InsufficientStorage
+   * before LMDB is asked, so that LMDB does not meet ENOSPC in normal operation. Absent or 0: no
+   * check; writes fail only once the disk refuses them.
+   */
+  diskReserveBytes?: number | undefined;
+  /** Receives the moments writes stop and resume for lack of space. */
+  logger?: StoreLogger | undefined;
 }
 
 /**
- * Below this much free space on the data directory's filesystem the store reports itself not ready
- * (INSUFFICIENT_STORAGE): a write needs room for new pages before the old ones are freed, and a
- * write that runs out of room midway is reported by LMDB as a short write (EIO), not ENOSPC.
+ * A write that fails (EIO: LMDB reports a short write so) while the filesystem has less than this
+ * free failed for lack of room: a write needs room for new pages before the old ones are freed.
  */
 const MIN_FREE_BYTES = 1024 * 1024;
+
+/**
+ * How often free space is sampled (statfs, off the event loop): a check costs a system call, so it
+ * is never made per request.
+ */
+const SPACE_CHECK_INTERVAL_MS = 250;
+
+/**
+ * Between two samples a worker writes at most this share of the reserve before it samples again
+ * after a commit, so that a fast writer cannot use up the reserve between two ticks of the timer.
+ */
+const RESERVE_SHARE_BETWEEN_CHECKS = 4;
 
 /** Written and removed in one transaction to learn whether writes work again; never a digest (not 32 bytes). */
 const PROBE_KEY = Buffer.from('digestd:write-probe');
@@ -70,6 +89,14 @@ export class LmdbStore implements MessageStore {
   #db: Database<string, Digest>;
   /** Why the most recent write failed; undefined once one succeeds. */
   #writeFailure: DigestdError | undefined;
+  readonly #reserveBytes: number;
+  readonly #logger: StoreLogger | undefined;
+  /** Set while free space is below the reserve: what every write answers without reaching LMDB. */
+  #lowOnSpace: InsufficientStorage | undefined;
+  /** Message bytes written since free space was last sampled. */
+  #bytesSinceCheck = 0;
+  #checking: Promise<void> | undefined;
+  #spaceTimer: NodeJS.Timeout | undefined;
 
   /** Use createLmdbStore, which opens the environment first. */
   constructor(root: RootDatabase<string, Digest>, options: LmdbStoreOptions) {
@@ -77,33 +104,89 @@ export class LmdbStore implements MessageStore {
     this.#db = root;
     this.#path = options.path;
     this.#timeoutMs = options.timeoutMs;
+    this.#reserveBytes = options.diskReserveBytes ?? 0;
+    this.#logger = options.logger;
+    if (this.#reserveBytes > 0) {
+      this.#spaceTimer = setInterval(() => void this.#checkSpace(), SPACE_CHECK_INTERVAL_MS).unref();
+      void this.#checkSpace();
+    }
   }
 
-  ready(): Promise<void> {
-    return Promise.resolve();
+  /** Resolves once free space has been sampled the first time. */
+  async ready(): Promise<void> {
+    await this.#checking;
   }
 
   async put(digest: Digest, message: string): Promise<void> {
     // Always written, even when the digest is already stored: the copy found may belong to another
     // worker's commit that is visible but not yet flushed, and `flushed` only covers this
     // process's own writes; writing also repairs a corrupt copy.
-    await this.#write(() => [this.#db.put(digest, message)]);
+    await this.#write(message.length, () => [this.#db.put(digest, message)]);
   }
 
   async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
     if (entries.length === 0) return;
-    await this.#write(() => entries.map(([digest, message]) => this.#db.put(digest, message)));
+    const length = entries.reduce((sum, [, message]) => sum + message.length, 0);
+    await this.#write(length, () => entries.map(([digest, message]) => this.#db.put(digest, message)));
   }
 
-  /** Issues the writes (one turn, so one transaction), then waits until they are on disk. */
-  async #write(issue: () => LmdbWrite[]): Promise<void> {
+  /**
+   * Issues the writes (one turn, so one transaction), then waits until they are on disk; refuses
+   * them at once while free space is below the reserve. `length` (UTF-16 units of the messages)
+   * counts towards the next sample of free space.
+   */
+  async #write(length: number, issue: () => LmdbWrite[]): Promise<void> {
+    if (this.#lowOnSpace !== undefined) throw this.#lowOnSpace;
     try {
       await withDeadline(this.#durable(issue), this.#timeoutMs, this.kind);
       this.#writeFailure = undefined;
     } catch (error) {
       this.#writeFailure = error as DigestdError;
+      // Another process may have taken the space: stop asking LMDB as soon as that is known.
+      if (error instanceof InsufficientStorage) void this.#checkSpace();
       throw error;
+    } finally {
+      this.#bytesSinceCheck += length;
+      if (this.#bytesSinceCheck * RESERVE_SHARE_BETWEEN_CHECKS > this.#reserveBytes) void this.#checkSpace();
     }
+  }
+
+  /**
+   * Samples free space and refuses or resumes writes by the reserve, one sample at a time; the
+   * log says when refusing starts and ends.
+   */
+  #checkSpace(): Promise<void> {
+    if (this.#reserveBytes === 0) return Promise.resolve();
+    this.#checking ??= (async () => {
+      this.#bytesSinceCheck = 0;
+      try {
+        const free = await this.#freeBytes();
+        if (free === undefined) return;
+        if (free >= this.#reserveBytes) {
+          if (this.#lowOnSpace !== undefined) {
+            this.#logger?.info(
+              { freeBytes: free, path: this.#path },
+              'disk space is back above --disk-reserve: writes resume',
+            );
+          }
+          this.#lowOnSpace = undefined;
+          return;
+        }
+        if (this.#lowOnSpace === undefined) {
+          this.#logger?.warn(
+            { freeBytes: free, reserveBytes: this.#reserveBytes, path: this.#path },
+            'disk space is below --disk-reserve: writes answer 507 until space is freed',
+          );
+        }
+        this.#lowOnSpace = new InsufficientStorage(
+          `The filesystem of the LMDB store at ${this.#path} has ${free} bytes free, under the ` +
+            `reserve of ${this.#reserveBytes} bytes (--disk-reserve); writes resume once space is freed.`,
+        );
+      } finally {
+        this.#checking = undefined;
+      }
+    })();
+    return this.#checking;
   }
 
   async #durable(issue: () => LmdbWrite[]): Promise<void> {
@@ -171,8 +254,9 @@ export class LmdbStore implements MessageStore {
   }
 
   /**
-   * Answers when the environment reads, its filesystem has room, and writes work: after a failed
-   * write this tries one of its own, so readiness (and writes) come back once space is freed.
+   * Answers when the environment reads and writes work. Rejects with InsufficientStorage while
+   * free space is below the reserve (reads still work); after a failed write it tries one of its
+   * own, so readiness (and writes) come back once the cause is gone.
    */
   async ping(): Promise<void> {
     try {
@@ -180,14 +264,9 @@ export class LmdbStore implements MessageStore {
     } catch (error) {
       throw new StoreUnavailable('The LMDB store does not answer.', { cause: error });
     }
-    const free = await this.#freeBytes();
-    if (free !== undefined && free < MIN_FREE_BYTES) {
-      throw new InsufficientStorage(
-        `The filesystem of the LMDB store at ${this.#path} has ${free} bytes free; writes fail until space is freed.`,
-      );
-    }
+    if (this.#lowOnSpace !== undefined) throw this.#lowOnSpace;
     if (this.#writeFailure !== undefined) {
-      await this.#write(() => [
+      await this.#write(0, () => [
         this.#root.transaction(() => {
           void this.#root.put(PROBE_KEY, '');
           return this.#root.remove(PROBE_KEY);
@@ -210,11 +289,30 @@ export class LmdbStore implements MessageStore {
     return Promise.resolve(this.#db.getCount());
   }
 
-  /** Waits (within the timeout) for writes still being flushed, then closes the environment. */
+  /**
+   * Waits (within the timeout) for writes still being flushed, then closes the environment. After
+   * a failed commit lmdb-js never settles its flush, and its close() waits for that flush: past the
+   * timeout the environment is left for the process's exit to release. Nothing acknowledged depends
+   * on it: a write is acknowledged only once flushed, and LMDB needs no close to stay consistent.
+   */
   async close(): Promise<void> {
-    // A flush that failed never resolves; closing must not wait for it for ever.
-    await withDeadline(Promise.resolve(this.#root.flushed), this.#timeoutMs, this.kind).catch(() => {});
-    await this.#root.close();
+    clearInterval(this.#spaceTimer);
+    const root = this.#root;
+    try {
+      await withDeadline(
+        (async () => {
+          await root.flushed;
+          await root.close();
+        })(),
+        this.#timeoutMs,
+        this.kind,
+      );
+    } catch (error) {
+      this.#logger?.warn(
+        { err: error },
+        'the LMDB store did not close in time (a failed write is never flushed); the exit releases it',
+      );
+    }
   }
 }
 

@@ -11,6 +11,8 @@ export interface StoreOptions {
   timeoutMs: number;
   /** Bytes of the in-process LRU in front of remote stores; 0 turns it off. */
   cacheBytes: number;
+  /** LMDB only: free space below which writes are refused before LMDB is asked; absent or 0: no check. */
+  diskReserveBytes?: number | undefined;
   /** Replicas a Redis write waits for; when absent, 1 if the store has replicas, else 0. */
   redisWaitReplicas: number | undefined;
   /** Receives what a store reports outside any request (a Redis Cluster's topology changes). */
@@ -33,7 +35,13 @@ export async function openStore(options: StoreOptions, counters?: CacheCounters)
   switch (location.kind) {
     case 'lmdb': {
       const { createLmdbStore } = await import('./lmdb.js');
-      return createLmdbStore({ path: location.path, timeoutMs, mustExist: options.mustExist });
+      return createLmdbStore({
+        path: location.path,
+        timeoutMs,
+        mustExist: options.mustExist,
+        diskReserveBytes: options.diskReserveBytes,
+        logger: options.logger,
+      });
     }
     case 'postgres': {
       const { createPostgresStore } = await import('./postgres.js');

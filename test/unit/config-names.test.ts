@@ -28,6 +28,7 @@ const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> 
     ['--log-level', 'DIGESTD_LOG_LEVEL'],
     ['--store', 'DIGESTD_STORE'],
     ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
+    ['--disk-reserve', 'DIGESTD_DISK_RESERVE'],
     ['--cache-bytes', 'DIGESTD_CACHE_BYTES'],
     ['--redis-wait-replicas', 'DIGESTD_REDIS_WAIT_REPLICAS'],
     ['--batch-max', 'DIGESTD_BATCH_MAX'],

@@ -8,6 +8,7 @@ import type {
 import fastifyPlugin from 'fastify-plugin';
 import {
   DigestdError,
+  InsufficientStorage,
   MessageNotFound,
   Overloaded,
   PayloadTooLarge,
@@ -33,12 +34,17 @@ export interface ErrorRepliesOptions {
  */
 const errorReplies: FastifyPluginCallback<ErrorRepliesOptions> = (app, options, done) => {
   const warnOverloaded = atMostEvery(OVERLOADED_LOG_INTERVAL_MS);
+  const warnOutOfSpace = atMostEvery(OVERLOADED_LOG_INTERVAL_MS);
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const mapped = toDigestdError(error, options.bodyLimitBytes);
     // Shedding load is the server working as meant, on every request while it lasts: a warning
     // now and then, without a stack, says so without flooding the log.
     if (mapped instanceof Overloaded) {
       warnOverloaded((suppressed) => request.log.warn({ code: mapped.code, suppressed }, mapped.message));
+    } else if (mapped instanceof InsufficientStorage) {
+      // So is refusing writes on a full disk, whose log may be on that disk: a line per write
+      // would eat the space kept in reserve.
+      warnOutOfSpace((suppressed) => request.log.warn({ err: error, suppressed }, 'request failed'));
     } else logFault(request.log, error, mapped);
     return sendError(reply, mapped);
   });
@@ -65,7 +71,7 @@ export const notFoundReplies: FastifyPluginCallback<NotFoundRepliesOptions> = (a
   done();
 };
 
-/** Shortest time between two OVERLOADED warnings; the next one says how many were left out. */
+/** Shortest time between two OVERLOADED (or INSUFFICIENT_STORAGE) warnings; the next one says how many were left out. */
 const OVERLOADED_LOG_INTERVAL_MS = 10_000;
 
 /** Runs `log` at most once per interval, passing how many calls it skipped since the last run. */

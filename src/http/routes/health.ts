@@ -1,5 +1,5 @@
 import type { FastifyPluginCallback } from 'fastify';
-import { NotReady } from '../../errors.js';
+import { InsufficientStorage, NotReady } from '../../errors.js';
 import { asStoreUnavailable, withDeadline } from '../../store/deadline.js';
 import { sendError } from '../answer.js';
 import { allowOnly } from './method-not-allowed.js';
@@ -18,7 +18,7 @@ export const healthRoutes: FastifyPluginCallback<HealthRoutesOptions> = (app, op
 
   app.get('/readyz', async (_request, reply) => {
     const { store } = app;
-    // Not ready is 503 whatever the reason (a full disk's 507 included), with the reason's code.
+    // Not ready is 503 whatever the reason, with the reason's code.
     const unready = { fields: { status: 'unavailable', store: store.kind }, statusCode: 503 };
     const missing = options.notReady?.();
     if (missing !== undefined) return sendError(reply, new NotReady(missing), unready);
@@ -26,8 +26,17 @@ export const healthRoutes: FastifyPluginCallback<HealthRoutesOptions> = (app, op
       await withDeadline(store.ping(), options.storeTimeoutMs, store.kind);
       return await reply.send({ status: 'ready', store: store.kind });
     } catch (error) {
+      const reason = asStoreUnavailable(error, store.kind);
+      // Out of space, the node still serves every read, and no other node holds its LMDB: taken
+      // out of a balancer, it would refuse reads too. It stays in, and says why writes fail.
+      if (reason instanceof InsufficientStorage) {
+        return sendError(reply, reason, {
+          fields: { status: 'read-only', store: store.kind },
+          statusCode: 200,
+        });
+      }
       app.log.warn({ err: error }, 'readiness check failed');
-      return sendError(reply, asStoreUnavailable(error, store.kind), unready);
+      return sendError(reply, reason, unready);
     }
   });
 
