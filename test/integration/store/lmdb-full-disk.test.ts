@@ -366,7 +366,7 @@ describe('LMDB on a filling disk, with stdout and stderr on that disk', { skip: 
     assert.deepEqual(notJson.slice(0, 5), [], `${notJson.length} lines are not JSON`);
     // A line cut short by the disk filling mid-write stays cut when digestd stops before space
     // returns: it can only be the start of one of digestd's lines.
-    assert.ok(partial === '' || partial.startsWith('{"level":'), `the output ends with ${partial}`);
+    assert.ok('{"level":'.startsWith(partial.slice(0, 9)), `the output ends with ${partial}`);
 
     // Nothing acknowledged is lost, across a restart too.
     server = await startServer({ dataDir, args, stdout: { file: `${output}.2` }, stderr: `${output}.2` });
