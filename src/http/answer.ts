@@ -112,7 +112,7 @@ function mayHaveUnreadBody(request: IncomingMessage): boolean {
 export interface ErrorAnswerOptions {
   /** Fields of the body before `err_msg` and `code`. */
   fields?: Readonly<Record<string, unknown>>;
-  /** The status, when not the error's own (/readyz answers 503 whatever the store's error). */
+  /** The status, when not the error's own (/readyz answers 503, or 200 when LMDB only refuses writes). */
   statusCode?: number;
 }
 
