@@ -61,6 +61,8 @@ export interface PowerCutRound {
   acknowledged: number;
   /** Requests cut off by the kill (sent, never answered): allowed to be lost. */
   interrupted: number;
+  /** Writes refused with 503 on a busy machine (not acknowledged). */
+  shed: number;
   /** Acknowledged messages missing or different after the restart: must be 0. */
   lost: number;
   killedAfterMs: number;
@@ -133,6 +135,7 @@ export async function runPowerCut(options: PowerCutOptions): Promise<PowerCutSum
         round,
         acknowledged: written.acknowledged.size,
         interrupted: written.interrupted,
+        shed: written.shed,
         lost,
         killedAfterMs: written.killedAfterMs,
         processesKilled: written.processesKilled,
@@ -144,7 +147,8 @@ export async function runPowerCut(options: PowerCutOptions): Promise<PowerCutSum
       options.log(
         `cut ${round}/${options.rounds}: killed ${result.processesKilled} process(es) after ${result.killedAfterMs} ms, ` +
           `dropped ${dropped.bytes} unsynced bytes in ${dropped.files} file(s); ` +
-          `${result.acknowledged} acknowledged, ${result.interrupted} interrupted, ${result.lost} lost` +
+          `${result.acknowledged} acknowledged, ${result.interrupted} interrupted, ` +
+          `${result.shed} refused (503), ${result.lost} lost` +
           (result.caReplaced ? '; the local CA was replaced' : '') +
           (restartFailure === undefined
             ? ''
