@@ -75,7 +75,10 @@ export function isRunning(server: Server): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
-/** GETs every digest; returns how many are missing or differ. */
+/** How often a read answered 503 is asked again before it counts as lost. */
+const READ_RETRIES = 50;
+
+/** GETs every digest; returns how many are missing or differ (a 503 is asked again first). */
 export async function countLost(
   server: Server,
   expected: Map<string, string>,
@@ -87,7 +90,12 @@ export async function countLost(
   const reader = async () => {
     while (next < entries.length) {
       const [digest, message] = entries[next++]!;
-      const reply = await send(server, 'GET', `/messages/${digest}`);
+      let reply = await send(server, 'GET', `/messages/${digest}`);
+      // 503 is load shed on a busy machine, not an answer about the message: asked again, bounded.
+      for (let retry = 0; reply.status === 503 && retry < READ_RETRIES; retry++) {
+        await sleep(200);
+        reply = await send(server, 'GET', `/messages/${digest}`);
+      }
       if (reply.status !== 200 || (JSON.parse(reply.body) as { message?: string }).message !== message)
         lost++;
     }
