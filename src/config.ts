@@ -14,7 +14,7 @@ import { parseStoreUrl } from './store/url.js';
  */
 
 /** The subcommands that take settings. */
-export type Command = 'serve' | 'migrate' | 'verify';
+export type Command = 'serve' | 'migrate' | 'verify' | 'backup' | 'restore';
 type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'choice' | 'store' | 'list' | 'rate';
 
 interface SettingSpec {
@@ -84,7 +84,7 @@ export const SCHEMA = {
         default: './data',
         placeholder: 'DIR',
         help: 'Directory for the embedded store and the generated TLS certificate.',
-        commands: ['serve', 'verify'],
+        commands: ['serve', 'verify', 'backup'],
       },
     },
   },
@@ -245,6 +245,48 @@ export const SCHEMA = {
       },
     },
   },
+  /** The file `digestd backup` writes (backup.ts). */
+  backup: {
+    prefix: 'env',
+    settings: {
+      to: {
+        kind: 'string',
+        placeholder: 'FILE',
+        help: 'Backup file to write (gzip when the name ends in .gz); replaced only once the new one is whole.',
+        commands: ['backup'],
+      },
+    },
+  },
+  /** The backup `digestd restore` reads and the store it writes to. */
+  restore: {
+    prefix: 'env',
+    settings: {
+      from: {
+        kind: 'string',
+        placeholder: 'FILE',
+        help: 'Backup file to restore (written by digestd backup).',
+        commands: ['restore'],
+      },
+      to: {
+        kind: 'store',
+        placeholder: 'URL',
+        help: 'Store to restore into (a store URL as for --store).',
+        commands: ['restore'],
+      },
+    },
+  },
+  /** What `digestd verify` checks instead of a store. */
+  verify: {
+    prefix: 'env',
+    settings: {
+      backup: {
+        kind: 'string',
+        placeholder: 'FILE',
+        help: 'Check a backup file instead of a store: every record and the trailer.',
+        commands: ['verify'],
+      },
+    },
+  },
   /** The message store (store/open.ts: StoreOptions). */
   store: {
     prefix: 'none',
@@ -254,7 +296,7 @@ export const SCHEMA = {
         flag: 'store',
         placeholder: 'URL',
         help: 'Message store: lmdb:<dir> (default: lmdb:<data-dir>), postgres://user@host:port/db, redis://host:port, redis-cluster://host:port,host:port,...',
-        commands: ['serve', 'verify'],
+        commands: ['serve', 'verify', 'backup'],
       },
       timeoutMs: {
         kind: 'integer',
@@ -263,7 +305,7 @@ export const SCHEMA = {
         min: 10,
         max: 600_000,
         help: 'Milliseconds any store operation may take before it fails with STORE_UNAVAILABLE (a request then answers 503).',
-        commands: ['serve', 'migrate', 'verify'],
+        commands: ['serve', 'migrate', 'verify', 'backup', 'restore'],
       },
       diskReserveBytes: {
         kind: 'bytes',
@@ -286,7 +328,7 @@ export const SCHEMA = {
         max: 64,
         placeholder: 'N',
         help: 'Redis replicas that must confirm each write (WAIT) before 201; a shard with fewer answers writes 503 (default: 0 until a replica is seen, then 1).',
-        commands: ['serve', 'migrate'],
+        commands: ['serve', 'migrate', 'restore'],
       },
     },
   },
@@ -725,6 +767,13 @@ export function loadConfig(
     if (from !== undefined && from === to) {
       problems.push(`${flagOf('migrate', 'from')} and ${flagOf('migrate', 'to')}: name two different stores`);
     }
+  }
+  if (command === 'backup' && config.backup.to === undefined) {
+    problems.push(`${namesOf('backup', 'to')}: required`);
+  }
+  if (command === 'restore') {
+    if (config.restore.from === undefined) problems.push(`${namesOf('restore', 'from')}: required`);
+    if (config.restore.to === undefined) problems.push(`${namesOf('restore', 'to')}: required`);
   }
   const metricsPort = config.metrics.port;
   if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === config.listen.port) {

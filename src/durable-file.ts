@@ -8,11 +8,12 @@ import path from 'node:path';
  * `file`, and the directory is fsynced so that the rename itself is on disk. Without the first
  * fsync a file system with delayed allocation (ext4, XFS) can keep the rename and lose the data,
  * leaving `file` empty after the power comes back. The mode is set on the temporary file before
- * anything is written to it, so a key is never readable by others, not even briefly.
+ * anything is written to it, so a key is never readable by others, not even briefly. A stream
+ * (an async iterable) is written as it comes, one chunk at a time.
  */
 export async function writeFileDurably(
   file: string,
-  content: string | Uint8Array,
+  content: string | Uint8Array | AsyncIterable<string | Uint8Array>,
   mode = 0o644,
 ): Promise<void> {
   const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
@@ -21,7 +22,9 @@ export async function writeFileDurably(
     try {
       // The umask may have narrowed the mode given to open; chmod sets exactly this one.
       await handle.chmod(mode);
-      await handle.writeFile(content);
+      if (typeof content === 'string' || content instanceof Uint8Array) await handle.writeFile(content);
+      // Each chunk from where the last one ended (FileHandle.writeFile writes at the current position).
+      else for await (const chunk of content) await handle.writeFile(chunk);
       await handle.sync();
     } finally {
       await handle.close();

@@ -211,6 +211,13 @@ export class InsufficientStorage extends DigestdError {
   }
 }
 
+/** A backup file that cannot be read whole: not a backup, a newer format, truncated or altered. */
+export class BackupInvalid extends DigestdError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'BACKUP_INVALID', 500, options);
+  }
+}
+
 /** A stored message no longer hashes to its digest: it is never served. */
 export class Corrupt extends DigestdError {
   constructor() {

@@ -2,7 +2,9 @@ import { settingsHelp } from '../config.js';
 import { DigestdError, InvalidConfig } from '../errors.js';
 import { writeStderr } from '../log/stdio.js';
 import { VERSION } from '../version.js';
+import { backup } from './backup.js';
 import { migrate } from './migrate.js';
+import { restore } from './restore.js';
 import { serve } from './serve.js';
 import { verify } from './verify.js';
 
@@ -15,7 +17,15 @@ const SUBCOMMANDS = {
     'digestd migrate --from <url> --to <url>',
     'copy every message between stores, checking each digest',
   ],
-  verify: ['digestd verify [--store <url>]', 're-hash every stored message; exit 1 if any mismatch'],
+  verify: [
+    'digestd verify [--store <url> | --backup <file>]',
+    're-hash every stored (or backed-up) message; exit 1 if any mismatch',
+  ],
+  backup: [
+    'digestd backup [--store <url>] --to <file>',
+    'write every message to a backup file while the store serves',
+  ],
+  restore: ['digestd restore --from <file> --to <url>', 'write every message of a backup file into a store'],
 } as const;
 
 const usageLine = (usage: string, what: string) => `  ${usage.padEnd(44)}${what}`;
@@ -38,9 +48,21 @@ ${settingsHelp('migrate')}
 
 Options of verify:
 ${settingsHelp('verify')}
+
+Options of backup:
+${settingsHelp('backup')}
+
+Options of restore:
+${settingsHelp('restore')}
 `;
 
-const commands: Record<string, (argv: readonly string[]) => Promise<void>> = { serve, migrate, verify };
+const commands: Record<string, (argv: readonly string[]) => Promise<void>> = {
+  serve,
+  migrate,
+  verify,
+  backup,
+  restore,
+};
 
 /** Exit status for usage and configuration mistakes. */
 export const EXIT_USAGE = 2;

@@ -1,11 +1,9 @@
 import { loadConfig } from '../config.js';
 import { formatDigest, type Digest } from '../digest.js';
 import { verifiedStore } from '../store/verified.js';
+import { copyEntries } from './copy.js';
 import { startProgress, type Progress } from './progress.js';
 import { openCommandStore } from './source.js';
-
-/** Entries read, checked and written per round. */
-const BATCH = 500;
 
 /**
  * `digestd migrate --from <store> --to <store>`: copies every message, checking that each one
@@ -40,27 +38,13 @@ export async function migrate(argv: readonly string[]): Promise<void> {
   );
   try {
     progress = startProgress({ label: 'migrate', total: await source.count() });
-    let copied = 0;
-    let present = 0;
-    let batch: (readonly [Digest, string])[] = [];
-    const flush = async () => {
-      const exists = await Promise.all(batch.map(([digest]) => target.has(digest)));
-      const missing = batch.filter((_, index) => !exists[index]);
-      await target.putMany(missing);
-      copied += missing.length;
-      present += batch.length - missing.length;
-      progress?.advance(batch.length);
-      batch = [];
-    };
+    let result;
     try {
-      for await (const entry of source.entries()) {
-        batch.push(entry);
-        if (batch.length >= BATCH) await flush();
-      }
-      await flush();
+      result = await copyEntries(source.entries(), target, progress);
     } finally {
       progress.stop();
     }
+    const { copied, present } = result;
     process.stdout.write(
       `migrate: copied ${copied}, already present ${present}, mismatched ${mismatched.length}\n`,
     );

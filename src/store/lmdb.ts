@@ -276,10 +276,12 @@ export class LmdbStore implements MessageStore {
   }
 
   entries(): AsyncIterable<readonly [Digest, string]> {
-    // A read snapshot in key order, as a stream so long walks yield to the event loop.
+    // One read transaction for the whole walk (lmdb-js's range snapshot), in key order, as a
+    // stream so long walks yield to the event loop. The snapshot keeps the pages it sees from reuse
+    // until the walk ends, so the file may grow by what is written meanwhile.
     return Readable.from(
       this.#db
-        .getRange()
+        .getRange({ snapshot: true })
         .filter(({ key }) => key.length === 32)
         .map(({ key, value }) => [Buffer.from(key), value] as const),
     );

@@ -188,22 +188,44 @@ export class PostgresStore implements MessageStore {
     await withDeadline(this.#query('SELECT 1', []), this.#timeoutMs, this.kind);
   }
 
-  /** Walks the table in digest order, one page at a time (keyset pagination, no long transaction). */
+  /**
+   * Walks the table in digest order through a cursor inside one REPEATABLE READ transaction, so the
+   * walk sees one snapshot: every row committed before it began, none committed after. Rows come
+   * `PAGE_ROWS` at a time; the transaction holds one connection of the pool until the walk ends.
+   */
   async *entries(): AsyncIterable<readonly [Digest, string]> {
-    let after: Buffer = Buffer.alloc(0);
-    for (;;) {
-      const page = await withDeadline(
-        this.#query<{ digest: Buffer; message: Buffer }>(
-          `SELECT digest, message FROM ${this.#table} WHERE digest > $1 ORDER BY digest LIMIT ${PAGE_ROWS}`,
-          [after],
-        ),
-        this.#timeoutMs * 5,
-        this.kind,
+    if (this.#closed) throw asStoreUnavailable(new Error('the store is closed'), this.kind);
+    await withDeadline(this.#ensureSchema(), this.#timeoutMs, this.kind);
+    const client = await withDeadline(this.#pool.connect(), this.#timeoutMs, this.kind);
+    let failed = false;
+    try {
+      const step = <R extends pg.QueryResultRow>(text: string) =>
+        withDeadline(client.query<R>(text), this.#timeoutMs * 5, this.kind);
+      await step('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await step(
+        `DECLARE digestd_entries NO SCROLL CURSOR FOR SELECT digest, message FROM ${this.#table} ORDER BY digest`,
       );
-      for (const row of page.rows) yield [row.digest, row.message.toString('utf8')] as const;
-      const last = page.rows.at(-1);
-      if (last === undefined || page.rows.length < PAGE_ROWS) return;
-      after = last.digest;
+      for (;;) {
+        const page = await step<{ digest: Buffer; message: Buffer }>(
+          `FETCH ${PAGE_ROWS} FROM digestd_entries`,
+        );
+        for (const row of page.rows) yield [row.digest, row.message.toString('utf8')] as const;
+        if (page.rows.length < PAGE_ROWS) break;
+      }
+      await step('COMMIT');
+    } catch (error) {
+      failed = true;
+      throw error;
+    } finally {
+      // A walk ended early (or failed) leaves the transaction open: end it before the connection
+      // goes back to the pool, or drop a connection that no longer answers.
+      if (failed) client.release(true);
+      else {
+        await client.query('ROLLBACK').then(
+          () => client.release(),
+          (error: unknown) => client.release(error as Error),
+        );
+      }
     }
   }
 

@@ -29,7 +29,12 @@ export interface MessageStore {
   has(digest: Digest): Promise<boolean>;
   /** Resolves when the backend answers a trivial request; rejects with StoreUnavailable otherwise. */
   ping(): Promise<void>;
-  /** Every stored entry, in the backend's order; used by migrate and verify. */
+  /**
+   * Every stored entry, in the backend's order; used by backup, migrate and verify. LMDB and
+   * PostgreSQL walk one snapshot (a read transaction): exactly what was committed when the walk
+   * began. Redis SCANs each master: every entry stored before the walk began and still there at its
+   * end is listed, one written during it may or may not be, and one may be listed twice.
+   */
   entries(): AsyncIterable<readonly [Digest, string]>;
   /** Number of stored messages, when the backend can tell cheaply (used for progress). */
   count(): Promise<number | undefined>;

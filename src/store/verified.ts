@@ -58,10 +58,8 @@ class VerifiedStore implements MessageStore {
     return message;
   }
 
-  async *entries(): AsyncIterable<readonly [Digest, string]> {
-    for await (const entry of this.#store.entries()) {
-      if (this.#mismatch(entry[0], entry[1]) === undefined) yield entry;
-    }
+  entries(): AsyncIterable<readonly [Digest, string]> {
+    return verifiedEntries(this.#store.entries(), this.kind, this.#onMismatch);
   }
 
   has(digest: Digest): Promise<boolean> {
@@ -90,6 +88,24 @@ class VerifiedStore implements MessageStore {
 
   close(): Promise<void> {
     return this.#store.close();
+  }
+}
+
+/**
+ * The entries of a walk that hash to their digest; each other one is reported to `onMismatch` and
+ * left out. What the verifying store's entries() yields, and what restore reads from a backup file
+ * (`store` names where they come from).
+ */
+export async function* verifiedEntries(
+  entries: AsyncIterable<readonly [Digest, string]>,
+  store: string,
+  onMismatch: VerifiedStoreOptions['onMismatch'],
+): AsyncIterable<readonly [Digest, string]> {
+  for await (const entry of entries) {
+    const [digest, message] = entry;
+    const actual = digestOf(message);
+    if (actual.equals(digest)) yield entry;
+    else onMismatch({ store, digest, actual, message });
   }
 }
 

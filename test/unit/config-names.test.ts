@@ -63,6 +63,19 @@ const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> 
     ['--data-dir', 'DIGESTD_DATA_DIR'],
     ['--store', 'DIGESTD_STORE'],
     ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
+    ['--backup', 'DIGESTD_VERIFY_BACKUP'],
+  ],
+  backup: [
+    ['--data-dir', 'DIGESTD_DATA_DIR'],
+    ['--store', 'DIGESTD_STORE'],
+    ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
+    ['--to', 'DIGESTD_BACKUP_TO'],
+  ],
+  restore: [
+    ['--from', 'DIGESTD_RESTORE_FROM'],
+    ['--to', 'DIGESTD_RESTORE_TO'],
+    ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
+    ['--redis-wait-replicas', 'DIGESTD_REDIS_WAIT_REPLICAS'],
   ],
 };
 
@@ -97,7 +110,7 @@ function outcome(run: () => unknown, sources: readonly string[]): unknown {
 }
 
 describe('setting names', () => {
-  for (const command of ['serve', 'migrate', 'verify'] as const) {
+  for (const command of ['serve', 'migrate', 'verify', 'backup', 'restore'] as const) {
     it(`${command} --help lists exactly the flags and environment variables it always had`, () => {
       assert.deepEqual(sorted(listed(command).names), sorted(NAMES[command]));
     });
@@ -106,7 +119,11 @@ describe('setting names', () => {
       const { names, switches } = listed(command);
       // What migrate requires, so that the setting under test decides the outcome.
       const required: Record<string, string> =
-        command === 'migrate' ? { DIGESTD_MIGRATE_FROM: 'lmdb:/from', DIGESTD_MIGRATE_TO: 'lmdb:/to' } : {};
+        {
+          migrate: { DIGESTD_MIGRATE_FROM: 'lmdb:/from', DIGESTD_MIGRATE_TO: 'lmdb:/to' },
+          backup: { DIGESTD_BACKUP_TO: '/backup' },
+          restore: { DIGESTD_RESTORE_FROM: '/backup', DIGESTD_RESTORE_TO: 'lmdb:/to' },
+        }[command as string] ?? {};
       const defaults = outcome(() => loadConfig([], required, command), []);
       for (const [flag, env] of names) {
         const base = Object.fromEntries(Object.entries(required).filter(([name]) => name !== env));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { removeFileDurably, writeFileDurably } from '../../src/durable-file.js';
 
@@ -44,6 +45,21 @@ describe('writeFileDurably', () => {
     await writeFile(path.join(target, 'inside'), 'x');
     await assert.rejects(writeFileDurably(target, 'content'), { code: 'EISDIR' });
     assert.deepEqual(await readdir(directory), ['cert.pem']);
+  });
+
+  it('writes a stream as it comes, and keeps the previous file when the stream fails', async () => {
+    const directory = await freshDirectory();
+    const file = path.join(directory, 'backup.jsonl');
+    const chunks = Array.from({ length: 100 }, (_, index) => `line ${index} ${'x'.repeat(index * 100)}\n`);
+    await writeFileDurably(file, Readable.from(chunks), 0o600);
+    assert.equal(await readFile(file, 'utf8'), chunks.join(''));
+    async function* failing() {
+      yield await Promise.resolve('part of a new version\n');
+      throw new Error('the source failed');
+    }
+    await assert.rejects(writeFileDurably(file, failing()), /the source failed/);
+    assert.equal(await readFile(file, 'utf8'), chunks.join(''));
+    assert.deepEqual(await readdir(directory), ['backup.jsonl']);
   });
 
   it('rejects when the directory does not exist', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { digestOf } from '../../../src/digest.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
@@ -12,10 +12,30 @@ const { skip, table, proxy, urlThroughProxy } = await postgresForTest(
   'start it on 127.0.0.1:5432 with a database "test" and trust authentication, or set DIGESTD_TEST_POSTGRES_URL (bash .ci/services does this)',
 );
 
+const restoredTables: string[] = [];
+after(async () => {
+  if (skip) return;
+  const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+  await client.connect();
+  for (const restored of restoredTables) await client.query(`DROP TABLE IF EXISTS ${restored}`);
+  await client.end();
+});
+
 describeStoreConformance('postgres', {
   skip,
   open: () =>
     Promise.resolve(createPostgresStore({ connectionString: urlThroughProxy, table, timeoutMs: 1000 })),
+  openEmpty: () => {
+    restoredTables.push(`${table}_restored_${restoredTables.length + 1}`);
+    return Promise.resolve(
+      createPostgresStore({
+        connectionString: TEST_POSTGRES_URL,
+        table: restoredTables.at(-1),
+        timeoutMs: 1000,
+      }),
+    );
+  },
+  snapshotEntries: true,
   outage: {
     begin: () => Promise.resolve(proxy?.stall()),
     end: () => Promise.resolve(proxy?.resume()),

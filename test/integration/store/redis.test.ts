@@ -24,9 +24,13 @@ after(async () => {
 });
 const url = `redis://127.0.0.1:${server?.port ?? 0}`;
 
+let restores = 0;
 describeStoreConformance('redis', {
   skip,
   open: () => Promise.resolve(createRedisStore({ url, timeoutMs: 1000 })),
+  openEmpty: () =>
+    Promise.resolve(createRedisStore({ url, keyPrefix: `restored${(restores += 1)}:`, timeoutMs: 1000 })),
+  snapshotEntries: false,
   // A crash: the process is killed, then restarted on the same port with its append-only file.
   outage: {
     begin: () => server!.kill(),

@@ -11,8 +11,15 @@ import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 const directory = await mkdtemp(path.join(tmpdir(), 'digestd-lmdb-'));
 after(() => rm(directory, { recursive: true, force: true }));
 
+let restores = 0;
 describeStoreConformance('lmdb', {
   open: () => createLmdbStore({ path: directory, timeoutMs: STORE_TIMEOUT_MS }),
+  openEmpty: () =>
+    createLmdbStore({
+      path: path.join(directory, `restored-${(restores += 1)}`),
+      timeoutMs: STORE_TIMEOUT_MS,
+    }),
+  snapshotEntries: true,
 });
 
 it('opens a data directory whose name contains a dot', async () => {

@@ -1,0 +1,52 @@
+import { openBackup } from '../backup.js';
+import { loadConfig } from '../config.js';
+import { formatDigest, type Digest } from '../digest.js';
+import { verifiedEntries } from '../store/verified.js';
+import { copyEntries } from './copy.js';
+import { startProgress } from './progress.js';
+import { openCommandStore } from './source.js';
+
+/**
+ * `digestd restore --from <file> --to <store>`: writes every message of a backup file into a
+ * store, checking each against its digest, as migrate does (idempotent: what the store holds is
+ * skipped, so a restore can be run again). The trailer is checked at the end: a truncated or
+ * altered file stops with exit 1 after restoring the intact records before the damage.
+ */
+export async function restore(argv: readonly string[]): Promise<void> {
+  const config = loadConfig(argv, undefined, 'restore');
+  const { from, to } = config.restore;
+  const reader = await openBackup(from!);
+  // The cache would only hold what we are about to forget.
+  const target = await openCommandStore('--to', {
+    ...config.store,
+    cacheBytes: 0,
+    url: to!,
+    mustExist: false,
+  }).catch(async (error: unknown) => {
+    await reader.close();
+    throw error;
+  });
+  try {
+    const progress = startProgress({ label: 'restore', total: undefined });
+    const mismatched: Digest[] = [];
+    const entries = verifiedEntries(reader.entries(), 'backup', ({ digest }) => {
+      mismatched.push(digest);
+      process.stderr.write(`restore: ${formatDigest(digest)} does not match its message; not copied\n`);
+      progress.advance();
+    });
+    let result;
+    try {
+      result = await copyEntries(entries, target, progress);
+    } finally {
+      progress.stop();
+    }
+    const { copied, present } = result;
+    process.stdout.write(
+      `restore: copied ${copied}, already present ${present}, mismatched ${mismatched.length} ` +
+        `(backup of a ${reader.header.store} store taken ${reader.header.created})\n`,
+    );
+    if (mismatched.length > 0) process.exitCode = 1;
+  } finally {
+    await target.close();
+  }
+}
