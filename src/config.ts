@@ -52,6 +52,8 @@ interface GroupSpec {
 }
 
 const MiB = 1024 * 1024;
+/** Shortest --worker-timeout: workers send a heartbeat every 250 ms (process/protocol.ts). */
+const MIN_WORKER_TIMEOUT_MS = 1000;
 
 /**
  * Settings by group, each group in the shape of the options its module takes; --help lists them
@@ -414,6 +416,13 @@ export const SCHEMA = {
         min: 0,
         max: 3600,
         help: 'Seconds to finish in-flight requests after SIGTERM or SIGINT before closing connections.',
+      },
+      workerTimeoutMs: {
+        kind: 'integer',
+        default: 10_000,
+        min: 0,
+        max: 3_600_000,
+        help: "Milliseconds a worker's event loop may go without answering the primary (stopped, or stuck in a loop) before the worker is killed and replaced (0 turns the watchdog off).",
       },
     },
   },
@@ -782,6 +791,12 @@ export function loadConfig(
   if (config.connection.headersTimeoutMs > config.connection.requestTimeoutMs) {
     problems.push(
       `${flagOf('connection', 'headersTimeoutMs')} must not be longer than ${flagOf('connection', 'requestTimeoutMs')}`,
+    );
+  }
+  const workerTimeoutMs = config.supervisor.workerTimeoutMs;
+  if (workerTimeoutMs > 0 && workerTimeoutMs < MIN_WORKER_TIMEOUT_MS) {
+    problems.push(
+      `${flagOf('supervisor', 'workerTimeoutMs')}: 0 (off) or at least ${MIN_WORKER_TIMEOUT_MS} ms (a few heartbeats)`,
     );
   }
   if (problems.length > 0) throw new InvalidConfig(problems);

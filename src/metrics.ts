@@ -137,6 +137,11 @@ export const supervisorMetrics = {
     help: 'Workers the supervisor started again after one exited unexpectedly.',
     registers: [supervisorRegistry],
   }),
+  workerTimeouts: new Counter({
+    name: 'digestd_worker_timeouts_total',
+    help: 'Workers killed by the watchdog because their event loop did not answer within --worker-timeout.',
+    registers: [supervisorRegistry],
+  }),
   certificateExpiry: new Gauge({
     name: 'digestd_tls_certificate_expiry_timestamp_seconds',
     help: 'When the served TLS certificate expires (Unix time); alert well before it.',

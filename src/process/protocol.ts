@@ -81,6 +81,17 @@ export interface AwaitingStartMessage {
   type: 'awaiting-start';
 }
 
+/** How often a worker sends its heartbeat; --worker-timeout is at least four of these. */
+export const HEARTBEAT_INTERVAL_MS = 250;
+
+/**
+ * Worker -> primary: sent from a timer every HEARTBEAT_INTERVAL_MS, so it stops when the worker's event
+ * loop does (stopped, or stuck in a loop); the supervisor's watchdog kills a worker gone silent.
+ */
+export interface HeartbeatMessage {
+  type: 'heartbeat';
+}
+
 /** Worker -> primary: start-up failed for this reason; the worker exits next. */
 export interface StartFailedMessage {
   type: 'start-failed';
@@ -105,6 +116,7 @@ export interface MetricsScrapeMessage {
 
 export type WorkerMessage =
   | AwaitingStartMessage
+  | HeartbeatMessage
   | StartFailedMessage
   | LogLinesMessage
   | MetricsCollectedMessage

@@ -1,5 +1,6 @@
 import { supervisorMetrics } from '../metrics.js';
 import cluster, { type Address, type Worker } from 'node:cluster';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log/logger.js';
@@ -7,6 +8,7 @@ import type { LogSink } from '../log/sink.js';
 import { WorkerOutput } from '../log/worker-output.js';
 import type { PrimaryMetrics } from './metrics.js';
 import {
+  HEARTBEAT_INTERVAL_MS,
   isMessage,
   type AlpnChallengeDoneMessage,
   type AlpnChallengeMessage,
@@ -58,6 +60,13 @@ interface Slot {
   restartTimer: NodeJS.Timeout | undefined;
   /** The current worker has been told which port to listen on. */
   startSent: boolean;
+  /**
+   * When the current worker last sent anything (performance.now()), or undefined before its first
+   * message (it is still loading).
+   */
+  lastHeardAt: number | undefined;
+  /** The watchdog has killed the current worker (its exit is still to come). */
+  timedOut: boolean;
 }
 
 /**
@@ -84,6 +93,7 @@ export class Supervisor {
   #startWaiter: { resolve: (address: string) => void; reject: (error: Error) => void } | undefined;
   #exitWaiters: (() => void)[] = [];
   readonly #workerOutput: WorkerOutput;
+  #watchdog: NodeJS.Timeout | undefined;
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -104,6 +114,8 @@ export class Supervisor {
       lastFailure: undefined,
       restartTimer: undefined,
       startSent: false,
+      lastHeardAt: undefined,
+      timedOut: false,
     }));
   }
 
@@ -119,6 +131,7 @@ export class Supervisor {
       args: [],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
+    this.#startWatchdog();
     return new Promise((resolve, reject) => {
       this.#startWaiter = { resolve, reject };
       for (const slot of this.#slots) this.#fork(slot);
@@ -174,6 +187,48 @@ export class Supervisor {
     });
     clearTimeout(killTimer);
     this.#workerOutput.close();
+    clearInterval(this.#watchdog);
+  }
+
+  /**
+   * Kills a worker whose event loop has not answered for --worker-timeout (SIGSTOP, an endless
+   * loop): it holds its connections and would never recover by itself. Its exit is then handled
+   * as any crash, so it is replaced (while draining it is not, and the drain goes on without it).
+   */
+  #startWatchdog(): void {
+    const timeoutMs = this.#options.config.supervisor.workerTimeoutMs;
+    if (timeoutMs === 0) return;
+    let lastCheckAt = performance.now();
+    this.#watchdog = setInterval(() => {
+      const now = performance.now();
+      // This process's own loop was held up (a long scrape, the machine swapping): the workers'
+      // heartbeats are waiting unread, so their silence says nothing this round.
+      const primaryLate = now - lastCheckAt > HEARTBEAT_INTERVAL_MS + timeoutMs / 2;
+      lastCheckAt = now;
+      for (const slot of this.#slots) {
+        if (slot.worker === undefined || slot.lastHeardAt === undefined || slot.timedOut) continue;
+        if (primaryLate) {
+          slot.lastHeardAt = now;
+          continue;
+        }
+        const silentForMs = Math.round(now - slot.lastHeardAt);
+        if (silentForMs <= timeoutMs) continue;
+        slot.timedOut = true;
+        supervisorMetrics.workerTimeouts.inc();
+        this.#options.logger.error(
+          {
+            slot: slot.index,
+            worker: slot.worker.id,
+            workerPid: slot.worker.process.pid,
+            silentForMs,
+            workerTimeoutMs: timeoutMs,
+          },
+          `worker's event loop did not answer for ${silentForMs} ms (--worker-timeout ${timeoutMs}): killing it with SIGKILL`,
+        );
+        slot.worker.process.kill('SIGKILL');
+      }
+    }, HEARTBEAT_INTERVAL_MS);
+    this.#watchdog.unref();
   }
 
   /** Kills every worker at once (second signal). */
@@ -187,6 +242,8 @@ export class Supervisor {
     slot.restartTimer = undefined;
     slot.listeningSince = undefined;
     slot.startSent = false;
+    slot.lastHeardAt = undefined;
+    slot.timedOut = false;
     const { logger, sink, config } = this.#options;
     const worker = cluster.fork();
     slot.worker = worker;
@@ -197,8 +254,11 @@ export class Supervisor {
     if (stderr) this.#workerOutput.read(stderr, { workerPid: pid, stream: 'stderr' });
 
     worker.on('message', (message: unknown) => {
+      if (slot.worker === worker) slot.lastHeardAt = performance.now();
       if (!isMessage(message)) return;
       switch (message.type) {
+        case 'heartbeat':
+          return;
         case 'log':
           if (typeof message.lines === 'string') sink.write(message.lines);
           return;

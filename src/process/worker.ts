@@ -11,6 +11,7 @@ import { ListenFailed } from '../errors.js';
 import { createServer } from '../server.js';
 import { answerMetricsCollection, metricsText, receiveScrapedMetrics } from './metrics.js';
 import {
+  HEARTBEAT_INTERVAL_MS,
   isMessage,
   type AlpnChallengeMessage,
   type PrimaryMessage,
@@ -65,6 +66,11 @@ export function runClusterWorker(): void {
   };
   // Without an unhandledRejection listener Node reports those here too, with origin 'unhandledRejection'.
   process.on('uncaughtException', crash);
+  // A timer, so the heartbeats stop when this event loop does: the primary's watchdog then
+  // replaces the worker. Unref'd: it never keeps an exiting worker alive.
+  setInterval(() => {
+    if (process.connected) sendToPrimary({ type: 'heartbeat' });
+  }, HEARTBEAT_INTERVAL_MS).unref();
   // The primary coordinates reloads; a SIGHUP meant for the process group must not kill a worker.
   process.on('SIGHUP', () => {});
   // Until it serves, a worker has nothing to drain: a SIGINT or SIGTERM (often the group's copy

@@ -42,6 +42,7 @@ const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> 
     ['--max-rss', 'DIGESTD_MAX_RSS'],
     ['--workers', 'DIGESTD_WORKERS'],
     ['--shutdown-timeout', 'DIGESTD_SHUTDOWN_TIMEOUT'],
+    ['--worker-timeout', 'DIGESTD_WORKER_TIMEOUT'],
     ['--log-file', 'DIGESTD_LOG_FILE'],
     ['--log-max-size', 'DIGESTD_LOG_MAX_SIZE'],
     ['--log-max-files', 'DIGESTD_LOG_MAX_FILES'],

@@ -90,4 +90,15 @@ describe('configuration: connection protection', () => {
       (error: InvalidConfig) => error.problems.some((problem) => problem.startsWith('--keep-alive-timeout')),
     );
   });
+
+  it('takes a worker timeout of 0 (off) or at least a second, 10 s by default', () => {
+    assert.equal(loadConfig([], {}).supervisor.workerTimeoutMs, 10_000);
+    assert.equal(loadConfig(['--worker-timeout', '0'], {}).supervisor.workerTimeoutMs, 0);
+    assert.equal(loadConfig([], { DIGESTD_WORKER_TIMEOUT: '2500' }).supervisor.workerTimeoutMs, 2500);
+    assert.throws(
+      () => loadConfig(['--worker-timeout', '300'], {}),
+      (error: InvalidConfig) =>
+        error.problems.some((problem) => problem.startsWith('--worker-timeout: 0 (off)')),
+    );
+  });
 });

@@ -39,6 +39,7 @@ describe('GET /metrics', () => {
       'digestd_log_lines_dropped_total counter',
       'digestd_data_free_bytes gauge',
       'digestd_store_write_failures_total counter',
+      'digestd_worker_timeouts_total counter',
       'process_cpu_user_seconds_total counter',
       'process_resident_memory_bytes gauge',
       'nodejs_eventloop_lag_seconds gauge',
