@@ -138,11 +138,19 @@ export interface DrainOptions {
   timeoutMs: number;
   /** Called when the timeout closes connections, with how many were still on an unsent answer. */
   onTimeout?: (unanswered: number) => void;
+  /**
+   * Resolves once no new connection can reach this server any more. Until then its answers keep
+   * their connections open: a client told `Connection: close` connects again at once, and a
+   * connection the kernel took for a listener shared with other processes (node:cluster), after
+   * this one stopped accepting and before the last one did, is reset when the listener closes.
+   */
+  listenerClosed?: () => Promise<void>;
 }
 
 /**
- * Stops an app that listen() bound without cutting off a request. It stops accepting; on each
- * open connection the last request received, and any arriving meanwhile, is answered with
+ * Stops an app that listen() bound without cutting off a request. It stops accepting; once no
+ * new connection can come (`listenerClosed`), on each open connection the last request received,
+ * and any arriving meanwhile, is answered with
  * `Connection: close`, so that its connection ends after it; idle keep-alive connections are
  * closed after DRAIN_IDLE_GRACE_MS. Once no connection is left, or at the timeout, it closes the
  * app, whose onClose hooks close the store after the last answer. Fastify's own close does not
@@ -152,6 +160,15 @@ export async function drain(app: FastifyInstance, options: DrainOptions): Promis
   const server = app.server;
   const state = drainables.get(server);
   if (state !== undefined && server.listening) {
+    const timer = setTimeout(() => {
+      options.onTimeout?.(unanswered(state.sockets));
+      server.closeAllConnections();
+    }, options.timeoutMs);
+    // net.Server's close() stops accepting and resolves once the last connection has closed.
+    // node:http's own close() would also close the idle connections at once, with no grace,
+    // and stop checking the header and request timeouts, which still apply while draining.
+    const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
+    await options.listenerClosed?.();
     state.draining = true;
     for (const socket of state.sockets) {
       const response = underWay(socket);
@@ -161,16 +178,9 @@ export async function drain(app: FastifyInstance, options: DrainOptions): Promis
       // gets the same grace as those idle now.
       else if (response.shouldKeepAlive) response.once('finish', state.closeIdleLater);
     }
-    const timer = setTimeout(() => {
-      options.onTimeout?.(unanswered(state.sockets));
-      server.closeAllConnections();
-    }, options.timeoutMs);
     state.closeIdleLater();
     try {
-      // net.Server's close() stops accepting and resolves once the last connection has closed.
-      // node:http's own close() would also close the idle connections at once, with no grace,
-      // and stop checking the header and request timeouts, which still apply while draining.
-      await new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
+      await closed;
     } finally {
       clearTimeout(timer);
     }

@@ -53,6 +53,15 @@ export interface ShutdownMessage {
   type: 'shutdown';
 }
 
+/**
+ * Primary -> worker, answering StoppedAcceptingMessage: no new connection reaches this worker now
+ * (the shared listener is closed, or other workers take them), so its drain may answer with
+ * `Connection: close` and close idle connections.
+ */
+export interface ConnectionsMayCloseMessage {
+  type: 'connections-may-close';
+}
+
 /** Primary -> worker: send your metrics registry as JSON, answering with this id. */
 export interface MetricsCollectMessage {
   type: 'digestd:metrics:collect';
@@ -73,6 +82,7 @@ export type PrimaryMessage =
   | AlpnChallengeMessage
   | AlpnChallengeDoneMessage
   | ShutdownMessage
+  | ConnectionsMayCloseMessage
   | MetricsCollectMessage
   | MetricsScrapedMessage;
 
@@ -90,6 +100,15 @@ export const HEARTBEAT_INTERVAL_MS = 250;
  */
 export interface HeartbeatMessage {
   type: 'heartbeat';
+}
+
+/**
+ * Worker -> primary: draining, this worker has stopped accepting connections (node:cluster's own
+ * close message for the shared listener went before this one on the same channel). It waits for
+ * ConnectionsMayCloseMessage before telling its clients to close their connections.
+ */
+export interface StoppedAcceptingMessage {
+  type: 'stopped-accepting';
 }
 
 /** Worker -> primary: start-up failed for this reason; the worker exits next. */
@@ -117,6 +136,7 @@ export interface MetricsScrapeMessage {
 export type WorkerMessage =
   | AwaitingStartMessage
   | HeartbeatMessage
+  | StoppedAcceptingMessage
   | StartFailedMessage
   | LogLinesMessage
   | MetricsCollectedMessage

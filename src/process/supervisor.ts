@@ -27,6 +27,11 @@ export const BACKOFF_RESET_AFTER_MS = 30_000;
 export const START_FAILURES_BEFORE_GIVING_UP = 5;
 /** The workers' entry point, beside this file (in dist/ once built). */
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+/**
+ * How long a worker that stopped accepting alone waits before it may close its connections, while
+ * another still accepts: a signal to the whole group reaches every worker, each a little later.
+ */
+const LONE_DRAIN_WAIT_MS = 250;
 /** Grace on top of --shutdown-timeout before workers that have not exited are killed. */
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -61,12 +66,16 @@ interface Slot {
   /** The current worker has been told which port to listen on. */
   startSent: boolean;
   /**
-   * When the current worker last sent anything (performance.now()), or undefined before its first
-   * message (it is still loading).
+   * When the current worker last sent anything (performance.now()), or undefined until it listens:
+   * start-up evaluates most modules at once, which on a starved machine can hold a loop for long.
    */
   lastHeardAt: number | undefined;
   /** The watchdog has killed the current worker (its exit is still to come). */
   timedOut: boolean;
+  /** The current worker is draining: it no longer accepts connections. */
+  stoppedAccepting: boolean;
+  /** ... and has been told that no new connection can reach it (ConnectionsMayCloseMessage). */
+  connectionsMayClose: boolean;
 }
 
 /**
@@ -116,6 +125,8 @@ export class Supervisor {
       startSent: false,
       lastHeardAt: undefined,
       timedOut: false,
+      stoppedAccepting: false,
+      connectionsMayClose: false,
     }));
   }
 
@@ -244,6 +255,8 @@ export class Supervisor {
     slot.startSent = false;
     slot.lastHeardAt = undefined;
     slot.timedOut = false;
+    slot.stoppedAccepting = false;
+    slot.connectionsMayClose = false;
     const { logger, sink, config } = this.#options;
     const worker = cluster.fork();
     slot.worker = worker;
@@ -254,10 +267,20 @@ export class Supervisor {
     if (stderr) this.#workerOutput.read(stderr, { workerPid: pid, stream: 'stderr' });
 
     worker.on('message', (message: unknown) => {
-      if (slot.worker === worker) slot.lastHeardAt = performance.now();
+      if (slot.worker === worker && slot.lastHeardAt !== undefined) slot.lastHeardAt = performance.now();
       if (!isMessage(message)) return;
       switch (message.type) {
         case 'heartbeat':
+          return;
+        case 'stopped-accepting':
+          slot.stoppedAccepting = true;
+          this.#releaseDrains();
+          // One worker drained alone (SIGTERM to its pid): the others take the new connections.
+          setTimeout(() => {
+            if (slot.worker === worker && this.#slots.some((other) => this.#accepting(other))) {
+              this.#allowClosing(slot);
+            }
+          }, LONE_DRAIN_WAIT_MS).unref();
           return;
         case 'log':
           if (typeof message.lines === 'string') sink.write(message.lines);
@@ -299,9 +322,32 @@ export class Supervisor {
     );
   }
 
+  /** Whether a slot's worker takes new connections from the shared listener. */
+  #accepting(slot: Slot): boolean {
+    return slot.worker !== undefined && slot.listeningSince !== undefined && !slot.stoppedAccepting;
+  }
+
+  /**
+   * Once no worker accepts, node:cluster has closed the shared listener: the draining workers may
+   * now tell their clients to close, who then find the port closed instead of a connection that
+   * the kernel took and the listener's close resets.
+   */
+  #releaseDrains(): void {
+    if (this.#slots.some((slot) => this.#accepting(slot))) return;
+    for (const slot of this.#slots) if (slot.stoppedAccepting) this.#allowClosing(slot);
+  }
+
+  #allowClosing(slot: Slot): void {
+    if (slot.connectionsMayClose || slot.worker === undefined) return;
+    slot.connectionsMayClose = true;
+    if (slot.worker.isConnected())
+      slot.worker.send({ type: 'connections-may-close' } satisfies PrimaryMessage);
+  }
+
   #onListening(slot: Slot, worker: Worker, address: Address): void {
     if (typeof address.port !== 'number') return;
     slot.listeningSince = Date.now();
+    slot.lastHeardAt = performance.now();
     slot.startFailures = 0;
     slot.lastFailure = undefined;
     this.#boundPort = address.port;
@@ -320,6 +366,7 @@ export class Supervisor {
   #onExit(slot: Slot, worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     const { logger } = this.#options;
     if (slot.worker === worker) slot.worker = undefined;
+    this.#releaseDrains();
     const upForMs = slot.listeningSince === undefined ? undefined : Date.now() - slot.listeningSince;
     const fields = { slot: slot.index, worker: worker.id, workerPid: worker.process.pid, code, signal };
     if (this.#stopping) {

@@ -35,6 +35,12 @@ export function describeError(error: unknown): string {
   return parts.join(': ');
 }
 
+/**
+ * How long a draining worker waits for the primary's word that no new connection can reach it,
+ * should the primary not answer (busy, or gone).
+ */
+const LISTENER_CLOSED_WAIT_MS = 2000;
+
 function sendToPrimary(message: WorkerMessage, callback?: (error: Error | null) => void): void {
   if (process.send === undefined) throw new Error('a worker needs the IPC channel of node:cluster');
   process.send(message, undefined, {}, callback ?? (() => {}));
@@ -58,6 +64,18 @@ export function runClusterWorker(): void {
   /** Serving a stand-in until the ACME certificate comes: /readyz answers 503. */
   let provisional = false;
   let alpnChallenges: AlpnChallenges | undefined;
+  /** Resolves the drain's wait for ConnectionsMayCloseMessage. */
+  let connectionsMayClose: (() => void) | undefined;
+  const listenerClosed = () =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, LISTENER_CLOSED_WAIT_MS);
+      connectionsMayClose = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (process.connected) sendToPrimary({ type: 'stopped-accepting' });
+      else connectionsMayClose();
+    });
 
   const crash = (error: unknown, origin: string) => {
     if (logger) logger.fatal({ err: error, origin }, `${origin}: the worker exits and will be replaced`);
@@ -117,6 +135,7 @@ export function runClusterWorker(): void {
         stop: () =>
           drain(serving, {
             timeoutMs: config.supervisor.shutdownTimeoutSeconds * 1000,
+            listenerClosed,
             onTimeout: (unanswered) =>
               workerLogger.warn({ unanswered }, 'shutdown timeout: closing the connections still open'),
           }),
@@ -174,6 +193,9 @@ export function runClusterWorker(): void {
       case 'shutdown':
         if (shutdown) shutdown('asked by the primary');
         else exitAfter(flush, 0);
+        break;
+      case 'connections-may-close':
+        connectionsMayClose?.();
         break;
       case 'digestd:metrics:collect':
         answerMetricsCollection(command);

@@ -5,6 +5,7 @@ import { Agent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { REPEATED_SIGNAL_GRACE_MS } from '../../../src/process/shutdown.js';
 import { postMessage, startServer, type RunningServer } from '../../helpers/server.js';
 
 /** How a request ended: an answer, or the error that ended it (a reset, for example). */
@@ -224,7 +225,7 @@ describe('shutdown', () => {
     }
   });
 
-  it('a second SIGINT to the primary stops at once, without waiting for the drain', async (t) => {
+  it('a second SIGINT to the primary a while after the first stops at once, without waiting for the drain', async (t) => {
     const server = await startServer({ args: ['--workers', '2', '--shutdown-timeout', '3600'] });
     const agent = new Agent({ keepAlive: true, maxSockets: 4, ca: server.ca });
     try {
@@ -237,6 +238,8 @@ describe('shutdown', () => {
 
       server.process.kill('SIGINT');
       await server.waitForLog((line) => line.pid === server.process.pid && line.msg === 'shutting down');
+      // Sooner, it is taken for a copy of the first (npm start passes each signal on).
+      await sleep(REPEATED_SIGNAL_GRACE_MS + 200);
       server.process.kill('SIGINT');
       const { code } = await within(server.exited, 15_000, 'digestd exits on the second signal');
       const outcomes = await within(
@@ -253,6 +256,33 @@ describe('shutdown', () => {
     } finally {
       agent.destroy();
       await server.stop('SIGKILL');
+    }
+  });
+
+  it('SIGQUIT to the whole group (Ctrl-\\) stops at once, draining or not', async () => {
+    const server = await startServer({
+      args: ['--workers', '2', '--shutdown-timeout', '3600'],
+      detached: true,
+    });
+    const agent = new Agent({ keepAlive: true, maxSockets: 2, ca: server.ca });
+    try {
+      const workers = server.workerPids();
+      const held = Array.from({ length: 2 }, (_, index) =>
+        heldPost(server, agent, `never finished ${index}`),
+      );
+      await within(Promise.all(held.map((each) => each.continued)), 15_000, 'every POST is read');
+      process.kill(-server.process.pid!, 'SIGQUIT');
+      const { code, signal } = await within(server.exited, 15_000, 'digestd exits on SIGQUIT');
+      assert.equal(code, 1, `exit status 1 (${signal})`);
+      assert.ok(
+        server.logs.some(
+          (line) => line.pid === server.process.pid && line.msg === 'SIGQUIT: exiting at once',
+        ),
+      );
+      assert.deepEqual(await stillRunning(workers, 5000), [], 'no worker is left running');
+    } finally {
+      agent.destroy();
+      if (server.process.exitCode === null && server.process.signalCode === null) await server.killGroup();
     }
   });
 
