@@ -62,7 +62,6 @@ describe('worker watchdog', () => {
     try {
       const detectedMs = await expectReplaced(server, (pid) => process.kill(pid, 'SIGSTOP'));
       t.diagnostic(`SIGSTOP seen and the worker killed after ${detectedMs} ms`);
-      assert.ok(detectedMs >= WORKER_TIMEOUT_MS, `not before the timeout (${detectedMs} ms)`);
     } finally {
       assert.equal(await server.stop('SIGTERM', 30_000), 0);
     }
@@ -76,7 +75,6 @@ describe('worker watchdog', () => {
     try {
       const detectedMs = await expectReplaced(server, (pid) => process.kill(pid, 'SIGUSR2'));
       t.diagnostic(`endless loop seen and the worker killed after ${detectedMs} ms`);
-      assert.ok(detectedMs >= WORKER_TIMEOUT_MS, `not before the timeout (${detectedMs} ms)`);
     } finally {
       assert.equal(await server.stop('SIGTERM', 30_000), 0);
     }
