@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { temporaryDirectory } from '../../harness/digestd.js';
 import { request } from '../../harness/http.js';
+import { readmeBlock } from '../../harness/readme.js';
 import { serviceSkip } from '../../helpers/services.js';
 
 /**
@@ -25,16 +26,6 @@ const skip = await serviceSkip(
   () => run('unshare', ['--mount', '--propagation', 'private', 'true']),
   'run the tests as root (CI does)',
 );
-
-/** The shell block of the README that follows `marker`. */
-async function readmeBlock(marker: string): Promise<string> {
-  const readme = await readFile(path.join(repository, 'README.md'), 'utf8');
-  const at = readme.indexOf(marker);
-  assert.ok(at >= 0, `the README has "${marker}"`);
-  const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at));
-  assert.ok(block?.[1], `a shell block follows "${marker}"`);
-  return block[1];
-}
 
 describe("the README's systemd install", { skip, timeout: 600_000 }, () => {
   it('installs only what runs into /opt/digestd, and the unit’s ExecStart serves from it', async () => {
