@@ -10,7 +10,7 @@
 import { write } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/load.js';
 import { loadTlsMaterial } from '../src/http/tls/material.js';
 import { IpcLogDestination } from '../src/log/ipc.js';
 import { createLogger } from '../src/log/logger.js';
@@ -30,7 +30,7 @@ const config = loadConfig([
   '127.0.0.1',
   '--port',
   values.port ?? '',
-  '--max-event-loop-delay-ms',
+  '--max-event-loop-delay',
   '0',
   '--store-timeout',
   '600000',

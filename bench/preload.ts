@@ -1,4 +1,4 @@
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/load.js';
 import { digestOf } from '../src/digest.js';
 import { createLmdbStore } from '../src/store/lmdb.js';
 import { LARGE_POOL_SIZES, REPEATED_MESSAGE, largeMessage, smallMessage } from './scenarios.js';

@@ -1,6 +1,7 @@
 import type { HttpsOptions } from './http/connection.js';
 import type { FastifyInstance } from 'fastify';
-import { writeTokensOf, type Config } from './config.js';
+import { writeTokensOf } from './config/files.js';
+import type { Config } from './config/schema.js';
 import { buildApp, buildMetricsApp } from './http/app.js';
 import { addressUrl, drain, listen } from './http/listen.js';
 import type { Logger } from './log/logger.js';

@@ -1,5 +1,5 @@
 import { writeBackup } from '../backup.js';
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../config/load.js';
 import { formatDigest } from '../digest.js';
 import { verifiedStore } from '../store/verified.js';
 import { startProgress, type Progress } from './progress.js';

@@ -1,4 +1,4 @@
-import { settingsHelp } from '../config.js';
+import { settingsHelp } from '../config/help.js';
 import { DigestdError, InvalidConfig } from '../errors.js';
 import { writeStderr } from '../log/stdio.js';
 import { VERSION } from '../version.js';

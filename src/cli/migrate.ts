@@ -1,4 +1,4 @@
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../config/load.js';
 import { formatDigest, type Digest } from '../digest.js';
 import { verifiedStore } from '../store/verified.js';
 import { copyEntries } from './copy.js';

@@ -1,5 +1,5 @@
 import { openBackup } from '../backup.js';
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../config/load.js';
 import { formatDigest, type Digest } from '../digest.js';
 import { verifiedEntries } from '../store/verified.js';
 import { copyEntries } from './copy.js';

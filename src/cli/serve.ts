@@ -1,4 +1,6 @@
-import { loadConfig, redactConfig, writeTokensOf } from '../config.js';
+import { writeTokensOf } from '../config/files.js';
+import { loadConfig } from '../config/load.js';
+import { redactConfig } from '../config/redact.js';
 import { createDirectory } from '../directory.js';
 import { InvalidConfig, InvalidTlsFiles } from '../errors.js';
 import { createLogger } from '../log/logger.js';

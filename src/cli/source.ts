@@ -1,4 +1,4 @@
-import { redactStoreUrl } from '../config.js';
+import { redactStoreUrl } from '../config/redact.js';
 import { InvalidConfig, StoreNotFound } from '../errors.js';
 import { openStore, type StoreOptions } from '../store/open.js';
 import type { MessageStore } from '../store/types.js';

@@ -1,5 +1,5 @@
 import { openBackup } from '../backup.js';
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../config/load.js';
 import { formatDigest, type Digest } from '../digest.js';
 import { verifiedEntries, verifiedStore, type Mismatch } from '../store/verified.js';
 import { startProgress, type Progress } from './progress.js';

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { Config } from '../config.js';
+import type { Config } from '../config/schema.js';
 import { AcmeCertificates, type ChallengeResponder } from '../http/tls/acme.js';
 import { createAcmeHttpServer } from '../http/tls/acme-http.js';
 import { localReissueTime } from '../http/tls/local-ca.js';

@@ -2,7 +2,7 @@ import { supervisorMetrics } from '../metrics.js';
 import cluster, { type Address, type Worker } from 'node:cluster';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../config.js';
+import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { LogSink } from '../log/sink.js';
 import { WorkerOutput } from '../log/worker-output.js';

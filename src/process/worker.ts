@@ -6,7 +6,7 @@ import { IpcLogDestination, type LogLinesMessage } from '../log/ipc.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { tolerateStdioFailures, writeStderr } from '../log/stdio.js';
 import { addressUrl, drain, listen } from '../http/listen.js';
-import { freezeConfig } from '../config.js';
+import { freezeConfig } from '../config/load.js';
 import { ListenFailed } from '../errors.js';
 import { createServer } from '../server.js';
 import { answerMetricsCollection, metricsText, receiveScrapedMetrics } from './metrics.js';

@@ -3,7 +3,7 @@ import { after, before } from 'node:test';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/load.js';
 import { createLogger, type Logger } from '../../src/log/logger.js';
 import { createServer } from '../../src/server.js';
 import type { MessageStore } from '../../src/store/types.js';
@@ -37,10 +37,7 @@ export async function buildTestApp(
 ): Promise<TestApp> {
   const directory = await mkdtemp(path.join(tmpdir(), 'digestd-app-'));
   try {
-    const config = loadConfig(
-      ['--store', `lmdb:${directory}`, '--max-event-loop-delay-ms', '0', ...flags],
-      {},
-    );
+    const config = loadConfig(['--store', `lmdb:${directory}`, '--max-event-loop-delay', '0', ...flags], {});
     const { app, store } = await createServer(config, {
       logger: options.logger ?? createLogger({ level: 'silent' }),
       https: undefined,

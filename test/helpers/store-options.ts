@@ -1,4 +1,4 @@
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/load.js';
 
 /**
  * The deadline of every store operation as `digestd serve` sets it by default (--store-timeout),

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig, redactConfig, settingsHelp } from '../../src/config.js';
+import { settingsHelp } from '../../src/config/help.js';
+import { loadConfig } from '../../src/config/load.js';
+import { redactConfig } from '../../src/config/redact.js';
 import { InvalidConfig } from '../../src/errors.js';
 
 function problemsOf(run: () => unknown): readonly string[] {
@@ -94,7 +96,7 @@ describe('configuration of batches, metrics and protection', () => {
       '--write-token TOKEN',
       '--write-token-file FILE',
       '--rate-limit N/s',
-      '--max-event-loop-delay-ms',
+      '--max-event-loop-delay',
       '--max-heap-used',
       '--max-rss',
     ]) {

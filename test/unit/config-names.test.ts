@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig, SCHEMA, settingsHelp, type Command } from '../../src/config.js';
+import { settingsHelp } from '../../src/config/help.js';
+import { loadConfig } from '../../src/config/load.js';
+import { SCHEMA, type Command } from '../../src/config/schema.js';
 import { InvalidConfig } from '../../src/errors.js';
 
 /**
  * Every flag and environment variable digestd has ever documented, per subcommand. Scripts,
  * unit files and container environments name them, so none may change when the schema is
- * reorganised; a new setting is added here on purpose.
+ * reorganised; a new setting is added here on purpose, and a renamed one keeps its former name
+ * working (formerFlag in the schema, tested below).
  */
 const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> = {
   serve: [
@@ -37,7 +40,7 @@ const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> 
     ['--write-token', 'DIGESTD_WRITE_TOKEN'],
     ['--write-token-file', 'DIGESTD_WRITE_TOKEN_FILE'],
     ['--rate-limit', 'DIGESTD_RATE_LIMIT'],
-    ['--max-event-loop-delay-ms', 'DIGESTD_MAX_EVENT_LOOP_DELAY_MS'],
+    ['--max-event-loop-delay', 'DIGESTD_MAX_EVENT_LOOP_DELAY'],
     ['--max-heap-used', 'DIGESTD_MAX_HEAP_USED'],
     ['--max-rss', 'DIGESTD_MAX_RSS'],
     ['--workers', 'DIGESTD_WORKERS'],
@@ -158,6 +161,24 @@ describe('setting keys', () => {
           if (said.test(spec.help)) assert.ok(key.endsWith(suffix), `${name}: ${spec.help}`);
         }
       }
+    }
+  });
+});
+
+describe('former setting names', () => {
+  it('reads --max-event-loop-delay-ms and its variable as --max-event-loop-delay, the current name winning', () => {
+    const delay = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
+      loadConfig(argv, env).protection.maxEventLoopDelayMs;
+    assert.equal(delay(['--max-event-loop-delay-ms', '7']), 7);
+    assert.equal(delay([], { DIGESTD_MAX_EVENT_LOOP_DELAY_MS: '8' }), 8);
+    assert.equal(delay(['--max-event-loop-delay-ms', '7', '--max-event-loop-delay', '9']), 9);
+    assert.equal(delay([], { DIGESTD_MAX_EVENT_LOOP_DELAY_MS: '8', DIGESTD_MAX_EVENT_LOOP_DELAY: '9' }), 9);
+    assert.doesNotMatch(settingsHelp('serve'), /delay-ms/);
+  });
+
+  it('no flag names the unit of its time: the key does, and --help shows it', () => {
+    for (const command of ['serve', 'migrate', 'verify'] as const) {
+      for (const [flag] of listed(command).names) assert.doesNotMatch(flag, /-(ms|seconds|days)$/, flag);
     }
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig, redactConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/load.js';
+import { redactConfig } from '../../src/config/redact.js';
 import { InvalidConfig } from '../../src/errors.js';
 
 describe('configuration', () => {

@@ -234,7 +234,7 @@ describe('backpressure', () => {
 
   it('serves normally under generous limits', async () => {
     const testApp = await buildTestApp([
-      '--max-event-loop-delay-ms',
+      '--max-event-loop-delay',
       '60000',
       '--max-heap-used',
       '64GiB',

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { InvalidConfig } from '../../../src/errors.js';
 import { openStore } from '../../../src/store/open.js';
 import { parseStoreUrl } from '../../../src/store/url.js';
-import { loadConfig } from '../../../src/config.js';
+import { loadConfig } from '../../../src/config/load.js';
 
 describe('store URLs', () => {
   it('parses each kind of store URL', () => {

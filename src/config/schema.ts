@@ -1,23 +1,19 @@
-import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
-import { InvalidConfig } from './errors.js';
-import { LOG_LEVELS } from './log/logger.js';
-import { parseStoreUrl } from './store/url.js';
+import { LOG_LEVELS } from '../log/logger.js';
 
 /**
- * The one settings schema, grouped by concern. Each setting has a type, a default, a help line
- * and, derived from its group and key, a flag and an environment variable. Each group parses to
+ * The one settings schema, grouped by concern (loading: load.ts; names: names.ts; --help:
+ * help.ts). Each setting has a type, a default, a help line and, derived from its group and key, a flag and an environment variable. Each group parses to
  * the options of the module that uses it, so the composition root hands groups down whole and
  * modules declare no defaults of their own. Precedence: defaults < environment < flags. Every
- * bad value is reported at once. Nothing outside this file reads process.env.
+ * bad value is reported at once. Nothing outside src/config/ reads process.env.
  */
 
 /** The subcommands that take settings. */
 export type Command = 'serve' | 'migrate' | 'verify' | 'backup' | 'restore';
-type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'choice' | 'store' | 'list' | 'rate';
+export type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'choice' | 'store' | 'list' | 'rate';
 
-interface SettingSpec {
+export interface SettingSpec {
   kind: Kind;
   help: string;
   default?: string | number | boolean;
@@ -40,9 +36,14 @@ interface SettingSpec {
    * --headers-timeout). The environment variable is DIGESTD_ and the flag in capitals.
    */
   flag?: string;
+  /**
+   * A flag, without its dashes, this setting had before its name followed the rule above: still
+   * accepted (and its environment variable), never shown in --help; the current name wins.
+   */
+  formerFlag?: string;
 }
 
-interface GroupSpec {
+export interface GroupSpec {
   /**
    * Where the group's name starts each setting's names: 'both' (tls.certPath: --tls-cert,
    * DIGESTD_TLS_CERT), 'env' (migrate.from: --from, DIGESTD_MIGRATE_FROM), or 'none'.
@@ -51,9 +52,9 @@ interface GroupSpec {
   settings: Record<string, SettingSpec>;
 }
 
-const MiB = 1024 * 1024;
+export const MiB = 1024 * 1024;
 /** Shortest --worker-timeout: workers send a heartbeat every 250 ms (process/protocol.ts). */
-const MIN_WORKER_TIMEOUT_MS = 1000;
+export const MIN_WORKER_TIMEOUT_MS = 1000;
 
 /**
  * Settings by group, each group in the shape of the options its module takes; --help lists them
@@ -377,11 +378,10 @@ export const SCHEMA = {
       },
       maxEventLoopDelayMs: {
         kind: 'integer',
-        flag: 'max-event-loop-delay-ms',
+        formerFlag: 'max-event-loop-delay-ms',
         default: 1000,
         min: 0,
         max: 3_600_000,
-        placeholder: 'INTEGER',
         help: 'Answer 503 while the mean event-loop delay is over this many ms (0 turns the check off).',
       },
       maxHeapUsedBytes: {
@@ -478,8 +478,8 @@ export const SCHEMA = {
   },
 } as const satisfies Record<string, GroupSpec>;
 
-type Schema = typeof SCHEMA;
-type GroupName = keyof Schema;
+export type Schema = typeof SCHEMA;
+export type GroupName = keyof Schema;
 
 /** A request rate such as 100/s: `max` requests per `windowMs` milliseconds. */
 export interface Rate {
@@ -515,359 +515,3 @@ export type Config = Omit<Parsed, 'store'> & {
     readonly url: string;
   };
 };
-
-/** One setting with the names derived for it. */
-interface Setting {
-  group: GroupName;
-  key: string;
-  spec: SettingSpec;
-  /** The flag without its dashes. */
-  flag: string;
-  env: string;
-}
-
-/** A unit a key may end in, and the placeholder --help shows for it; the flag leaves it out. */
-const KEY_UNITS = [
-  ['Ms', 'MS'],
-  ['Seconds', 'SECONDS'],
-  ['Days', 'DAYS'],
-  ['Bytes', 'BYTES'],
-] as const;
-
-const kebab = (camel: string) => camel.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
-const unitOf = (key: string) => KEY_UNITS.find(([suffix]) => key.endsWith(suffix));
-
-/** Every setting in schema order, with its flag and environment variable. */
-const SETTINGS: readonly Setting[] = Object.entries(SCHEMA).flatMap(([group, { prefix, settings }]) =>
-  Object.entries(settings as Record<string, SettingSpec>).map(([key, spec]) => {
-    const unit = unitOf(key);
-    const stem = kebab(unit === undefined ? key : key.slice(0, -unit[0].length));
-    const flag = spec.flag ?? (prefix === 'both' ? `${group}-${stem}` : stem);
-    const envWords = prefix === 'env' ? `${group}-${flag}` : flag;
-    return {
-      group: group as GroupName,
-      key,
-      spec,
-      flag,
-      env: `DIGESTD_${envWords.replaceAll('-', '_').toUpperCase()}`,
-    };
-  }),
-);
-
-/** One setting by group and key, for messages that name it. */
-function settingOf<Group extends GroupName>(
-  group: Group,
-  key: keyof Schema[Group]['settings'] & string,
-): Setting {
-  const setting = SETTINGS.find((candidate) => candidate.group === group && candidate.key === key);
-  if (setting === undefined) throw new Error(`no setting ${group}.${key}`);
-  return setting;
-}
-
-/** A setting's flag, for messages: `--tls-cert`. */
-function flagOf<Group extends GroupName>(
-  group: Group,
-  key: keyof Schema[Group]['settings'] & string,
-): string {
-  return `--${settingOf(group, key).flag}`;
-}
-
-/** A setting's flag and environment variable, for messages: `--from (DIGESTD_MIGRATE_FROM)`. */
-function namesOf<Group extends GroupName>(
-  group: Group,
-  key: keyof Schema[Group]['settings'] & string,
-): string {
-  return `${flagOf(group, key)} (${settingOf(group, key).env})`;
-}
-
-const BYTE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1024,
-  kb: 1024,
-  kib: 1024,
-  m: MiB,
-  mb: MiB,
-  mib: MiB,
-  g: 1024 * MiB,
-  gb: 1024 * MiB,
-  gib: 1024 * MiB,
-};
-
-const RATE_WINDOWS: Record<string, number> = {
-  s: 1000,
-  sec: 1000,
-  second: 1000,
-  m: 60_000,
-  min: 60_000,
-  minute: 60_000,
-  h: 3_600_000,
-  hour: 3_600_000,
-};
-
-function parseValue(
-  spec: SettingSpec,
-  raw: string | boolean | readonly string[],
-): { value?: unknown; problem?: string } {
-  if (spec.kind === 'list') {
-    // From the environment: one comma-separated string; from flags: one string per flag.
-    const given: readonly string[] =
-      typeof raw === 'string' ? raw.split(',') : typeof raw === 'boolean' ? [] : raw;
-    const items = given.map((item) => item.trim()).filter((item) => item !== '');
-    return items.length === 0 ? { problem: 'must not be empty' } : { value: Object.freeze(items) };
-  }
-  if (typeof raw !== 'string' && typeof raw !== 'boolean') return { problem: 'given more than once' };
-  if (spec.kind === 'rate') {
-    const match = /^(\d+)\s*\/\s*([a-z]+)$/i.exec(String(raw).trim());
-    const windowMs = RATE_WINDOWS[match?.[2]?.toLowerCase() ?? ''];
-    const max = Number(match?.[1]);
-    if (!match || windowMs === undefined || !Number.isSafeInteger(max) || max < 1) {
-      return { problem: `expected a rate such as 100/s, 600/min or 10000/h, got "${String(raw)}"` };
-    }
-    return { value: Object.freeze({ max, windowMs }) };
-  }
-  if (spec.kind === 'boolean') {
-    if (typeof raw === 'boolean') return { value: raw };
-    const lowered = raw.trim().toLowerCase();
-    if (['1', 'true', 'yes', 'on'].includes(lowered)) return { value: true };
-    if (['0', 'false', 'no', 'off'].includes(lowered)) return { value: false };
-    return { problem: `expected true or false, got "${raw}"` };
-  }
-  const text = String(raw).trim();
-  switch (spec.kind) {
-    case 'string':
-      return text === '' ? { problem: 'must not be empty' } : { value: text };
-    case 'store':
-      try {
-        parseStoreUrl(text);
-        return { value: text };
-      } catch (error) {
-        return { problem: (error as InvalidConfig).problems.join('; ') };
-      }
-    case 'choice': {
-      const choices = spec.choices ?? [];
-      return choices.includes(text)
-        ? { value: text }
-        : { problem: `expected one of ${choices.join(', ')}, got "${text}"` };
-    }
-    case 'integer':
-    case 'bytes': {
-      const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
-      const unit =
-        spec.kind === 'bytes' ? BYTE_UNITS[match?.[2]?.toLowerCase() ?? ''] : match?.[2] ? undefined : 1;
-      if (!match || unit === undefined) {
-        return {
-          problem:
-            spec.kind === 'bytes'
-              ? `expected a byte count such as 1048576 or 1MiB, got "${text}"`
-              : `expected a whole number, got "${text}"`,
-        };
-      }
-      const value = Number(match[1]) * unit;
-      if (!Number.isSafeInteger(value)) return { problem: `"${text}" is too large` };
-      if (spec.min !== undefined && value < spec.min) return { problem: `must be at least ${spec.min}` };
-      if (spec.max !== undefined && value > spec.max) return { problem: `must be at most ${spec.max}` };
-      return { value };
-    }
-  }
-}
-
-/** The settings a subcommand takes, in schema order. */
-function settingsOf(command: Command): Setting[] {
-  return SETTINGS.filter(({ spec }) => (spec.commands ?? ['serve']).includes(command));
-}
-
-function parseArgsOptions(
-  command: Command,
-): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
-  for (const { spec, flag } of settingsOf(command)) {
-    if (spec.kind === 'list') {
-      options[flag] = { type: 'string', multiple: true };
-    } else if (spec.kind === 'boolean') {
-      options[flag] = { type: 'boolean' };
-      options[`no-${flag}`] = { type: 'boolean' };
-    } else {
-      options[flag] = { type: 'string' };
-    }
-  }
-  return options;
-}
-
-/**
- * Freezes a configuration and each of its groups: what the CLI loads, and what a worker receives
- * (a copy, over IPC).
- */
-export function freezeConfig(config: Config): Config {
-  for (const group of Object.values(config)) Object.freeze(group);
-  return Object.freeze(config);
-}
-
-/**
- * Builds the configuration of a subcommand from the environment and command-line flags.
- * Throws InvalidConfig listing every bad setting by flag and environment variable.
- * Settings of other subcommands keep their defaults.
- */
-export function loadConfig(
-  argv: readonly string[],
-  env: NodeJS.ProcessEnv = process.env,
-  command: Command = 'serve',
-): Config {
-  const problems: string[] = [];
-  let flags: Record<string, string | boolean | (string | boolean)[] | undefined>;
-  try {
-    flags = parseArgs({
-      args: [...argv],
-      options: parseArgsOptions(command),
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (error) {
-    throw new InvalidConfig([(error as Error).message]);
-  }
-
-  const groups: Record<string, Record<string, unknown>> = {};
-  const taken = new Set(settingsOf(command));
-  for (const setting of SETTINGS) {
-    const { group, key, spec, flag } = setting;
-    const values = (groups[group] ??= {});
-    values[key] = spec.default;
-    if (!taken.has(setting)) continue;
-    let raw: string | boolean | readonly string[] | undefined;
-    let source = '';
-    const fromEnv = env[setting.env];
-    if (fromEnv !== undefined && fromEnv !== '') {
-      raw = fromEnv;
-      source = setting.env;
-    }
-    const fromFlag = flags[flag];
-    if (fromFlag !== undefined) {
-      raw = Array.isArray(fromFlag) ? fromFlag.map(String) : fromFlag;
-      source = `--${flag}`;
-    }
-    if (spec.kind === 'boolean' && flags[`no-${flag}`] === true) {
-      raw = false;
-      source = `--no-${flag}`;
-    }
-    if (raw === undefined) continue;
-    const { value, problem } = parseValue(spec, raw);
-    if (problem !== undefined) problems.push(`${source}: ${problem}`);
-    else values[key] = value;
-  }
-  groups.store!.url ??= `lmdb:${String(groups.data!.dir)}`;
-  const config = groups as unknown as Config;
-
-  if ((config.tls.certPath === undefined) !== (config.tls.keyPath === undefined)) {
-    problems.push(`${flagOf('tls', 'certPath')} and ${flagOf('tls', 'keyPath')}: give both or neither`);
-  }
-  if (config.acme.domains !== undefined) {
-    const domains = flagOf('acme', 'domains');
-    if (config.tls.certPath !== undefined) {
-      problems.push(`${domains}: not with ${flagOf('tls', 'certPath')} (one source of certificates)`);
-    }
-    if (!config.tls.enabled) {
-      problems.push(`${domains}: needs TLS (not with --no-${settingOf('tls', 'enabled').flag})`);
-    }
-  }
-  if (command === 'migrate') {
-    const { from, to } = config.migrate;
-    if (from === undefined) problems.push(`${namesOf('migrate', 'from')}: required`);
-    if (to === undefined) problems.push(`${namesOf('migrate', 'to')}: required`);
-    if (from !== undefined && from === to) {
-      problems.push(`${flagOf('migrate', 'from')} and ${flagOf('migrate', 'to')}: name two different stores`);
-    }
-  }
-  if (command === 'backup' && config.backup.to === undefined) {
-    problems.push(`${namesOf('backup', 'to')}: required`);
-  }
-  if (command === 'restore') {
-    if (config.restore.from === undefined) problems.push(`${namesOf('restore', 'from')}: required`);
-    if (config.restore.to === undefined) problems.push(`${namesOf('restore', 'to')}: required`);
-  }
-  const metricsPort = config.metrics.port;
-  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === config.listen.port) {
-    problems.push(`${flagOf('metrics', 'port')}: must differ from ${flagOf('listen', 'port')}`);
-  }
-  if (config.connection.headersTimeoutMs > config.connection.requestTimeoutMs) {
-    problems.push(
-      `${flagOf('connection', 'headersTimeoutMs')} must not be longer than ${flagOf('connection', 'requestTimeoutMs')}`,
-    );
-  }
-  const workerTimeoutMs = config.supervisor.workerTimeoutMs;
-  if (workerTimeoutMs > 0 && workerTimeoutMs < MIN_WORKER_TIMEOUT_MS) {
-    problems.push(
-      `${flagOf('supervisor', 'workerTimeoutMs')}: 0 (off) or at least ${MIN_WORKER_TIMEOUT_MS} ms (a few heartbeats)`,
-    );
-  }
-  if (problems.length > 0) throw new InvalidConfig(problems);
-  return freezeConfig(config);
-}
-
-/** The configuration as it may be logged, group by group: secrets replaced. */
-export function redactConfig(config: Config): Record<GroupName, Record<string, unknown>> {
-  const shown = {} as Record<GroupName, Record<string, unknown>>;
-  for (const { group, key, spec } of SETTINGS) {
-    const value = (config[group] as Record<string, unknown>)[key];
-    (shown[group] ??= {})[key] =
-      spec.secret && value !== undefined
-        ? '[redacted]'
-        : spec.kind === 'store' && typeof value === 'string'
-          ? redactStoreUrl(value)
-          : value;
-  }
-  return shown;
-}
-
-/** A store URL as it may be logged or printed: its password replaced. */
-export function redactStoreUrl(url: string): string {
-  return url.replace(/^([a-z-]+:\/\/[^:/@]*:)[^@/]*@/i, '$1[redacted]@');
-}
-
-/** A default as a person reads it: byte sizes in KiB/MiB when they divide evenly. */
-function formatDefault(spec: SettingSpec): string {
-  const value = spec.default;
-  if (spec.defaultHelp !== undefined) return spec.defaultHelp;
-  if (spec.kind === 'bytes' && typeof value === 'number' && value > 0) {
-    if (value % MiB === 0) return `${value / MiB}MiB`;
-    if (value % 1024 === 0) return `${value / 1024}KiB`;
-  }
-  return String(value);
-}
-
-/** The options part of --help for one subcommand, generated from the schema. */
-export function settingsHelp(command: Command = 'serve'): string {
-  const rows = settingsOf(command).map(({ key, spec, flag, env }) => {
-    const placeholder = spec.placeholder ?? unitOf(key)?.[1] ?? spec.kind.toUpperCase();
-    const shown = spec.kind === 'boolean' ? `--${flag}, --no-${flag}` : `--${flag} ${placeholder}`;
-    const fallback = spec.default === undefined ? '' : ` (default: ${formatDefault(spec)})`;
-    return [shown, `${spec.help}${fallback} [env ${env}]`] as const;
-  });
-  const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
-  return rows.map(([flag, help]) => `  ${flag.padEnd(width)}${help}`).join('\n');
-}
-
-/**
- * The write tokens of the protection settings: --write-token, then the lines of
- * --write-token-file (blank lines and lines starting with # skipped). Throws InvalidConfig when
- * that file cannot be read or holds no token.
- */
-export async function writeTokensOf(
-  protection: Pick<Config['protection'], 'writeTokens' | 'writeTokenFile'>,
-): Promise<string[]> {
-  const tokens = [...(protection.writeTokens ?? [])];
-  const path = protection.writeTokenFile;
-  if (path === undefined) return tokens;
-  const flag = flagOf('protection', 'writeTokenFile');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new InvalidConfig([`${flag}: cannot read ${path}: ${(error as Error).message}`]);
-  }
-  const fromFile = text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#'));
-  if (fromFile.length === 0) throw new InvalidConfig([`${flag}: ${path} holds no token`]);
-  return [...tokens, ...fromFile];
-}

@@ -1,0 +1,138 @@
+import { parseArgs } from 'node:util';
+import { InvalidConfig } from '../errors.js';
+import { flagOf, namesOf, settingOf, settingsOf, SETTINGS } from './names.js';
+import { MIN_WORKER_TIMEOUT_MS, type Command, type Config } from './schema.js';
+import { parseValue } from './values.js';
+
+function parseArgsOptions(
+  command: Command,
+): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
+  for (const { spec, flag, former } of settingsOf(command)) {
+    if (former !== undefined) options[former.flag] = { type: 'string' };
+    if (spec.kind === 'list') {
+      options[flag] = { type: 'string', multiple: true };
+    } else if (spec.kind === 'boolean') {
+      options[flag] = { type: 'boolean' };
+      options[`no-${flag}`] = { type: 'boolean' };
+    } else {
+      options[flag] = { type: 'string' };
+    }
+  }
+  return options;
+}
+
+/**
+ * Freezes a configuration and each of its groups: what the CLI loads, and what a worker receives
+ * (a copy, over IPC).
+ */
+export function freezeConfig(config: Config): Config {
+  for (const group of Object.values(config)) Object.freeze(group);
+  return Object.freeze(config);
+}
+
+/**
+ * Builds the configuration of a subcommand from the environment and command-line flags.
+ * Throws InvalidConfig listing every bad setting by flag and environment variable.
+ * Settings of other subcommands keep their defaults.
+ */
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  command: Command = 'serve',
+): Config {
+  const problems: string[] = [];
+  let flags: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  try {
+    flags = parseArgs({
+      args: [...argv],
+      options: parseArgsOptions(command),
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    throw new InvalidConfig([(error as Error).message]);
+  }
+
+  const groups: Record<string, Record<string, unknown>> = {};
+  const taken = new Set(settingsOf(command));
+  for (const setting of SETTINGS) {
+    const { group, key, spec, flag } = setting;
+    const values = (groups[group] ??= {});
+    values[key] = spec.default;
+    if (!taken.has(setting)) continue;
+    let raw: string | boolean | readonly string[] | undefined;
+    let source = '';
+    // Environment, then flags; a former name first, so that the current one wins.
+    const names = setting.former === undefined ? [setting] : [setting.former, setting];
+    for (const name of names) {
+      const fromEnv = env[name.env];
+      if (fromEnv !== undefined && fromEnv !== '') {
+        raw = fromEnv;
+        source = name.env;
+      }
+    }
+    for (const name of names) {
+      const fromFlag = flags[name.flag];
+      if (fromFlag !== undefined) {
+        raw = Array.isArray(fromFlag) ? fromFlag.map(String) : fromFlag;
+        source = `--${name.flag}`;
+      }
+    }
+    if (spec.kind === 'boolean' && flags[`no-${flag}`] === true) {
+      raw = false;
+      source = `--no-${flag}`;
+    }
+    if (raw === undefined) continue;
+    const { value, problem } = parseValue(spec, raw);
+    if (problem !== undefined) problems.push(`${source}: ${problem}`);
+    else values[key] = value;
+  }
+  groups.store!.url ??= `lmdb:${String(groups.data!.dir)}`;
+  const config = groups as unknown as Config;
+
+  if ((config.tls.certPath === undefined) !== (config.tls.keyPath === undefined)) {
+    problems.push(`${flagOf('tls', 'certPath')} and ${flagOf('tls', 'keyPath')}: give both or neither`);
+  }
+  if (config.acme.domains !== undefined) {
+    const domains = flagOf('acme', 'domains');
+    if (config.tls.certPath !== undefined) {
+      problems.push(`${domains}: not with ${flagOf('tls', 'certPath')} (one source of certificates)`);
+    }
+    if (!config.tls.enabled) {
+      problems.push(`${domains}: needs TLS (not with --no-${settingOf('tls', 'enabled').flag})`);
+    }
+  }
+  if (command === 'migrate') {
+    const { from, to } = config.migrate;
+    if (from === undefined) problems.push(`${namesOf('migrate', 'from')}: required`);
+    if (to === undefined) problems.push(`${namesOf('migrate', 'to')}: required`);
+    if (from !== undefined && from === to) {
+      problems.push(`${flagOf('migrate', 'from')} and ${flagOf('migrate', 'to')}: name two different stores`);
+    }
+  }
+  if (command === 'backup' && config.backup.to === undefined) {
+    problems.push(`${namesOf('backup', 'to')}: required`);
+  }
+  if (command === 'restore') {
+    if (config.restore.from === undefined) problems.push(`${namesOf('restore', 'from')}: required`);
+    if (config.restore.to === undefined) problems.push(`${namesOf('restore', 'to')}: required`);
+  }
+  const metricsPort = config.metrics.port;
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === config.listen.port) {
+    problems.push(`${flagOf('metrics', 'port')}: must differ from ${flagOf('listen', 'port')}`);
+  }
+  if (config.connection.headersTimeoutMs > config.connection.requestTimeoutMs) {
+    problems.push(
+      `${flagOf('connection', 'headersTimeoutMs')} must not be longer than ${flagOf('connection', 'requestTimeoutMs')}`,
+    );
+  }
+  const workerTimeoutMs = config.supervisor.workerTimeoutMs;
+  if (workerTimeoutMs > 0 && workerTimeoutMs < MIN_WORKER_TIMEOUT_MS) {
+    problems.push(
+      `${flagOf('supervisor', 'workerTimeoutMs')}: 0 (off) or at least ${MIN_WORKER_TIMEOUT_MS} ms (a few heartbeats)`,
+    );
+  }
+  if (problems.length > 0) throw new InvalidConfig(problems);
+  return freezeConfig(config);
+}
