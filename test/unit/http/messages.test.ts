@@ -71,31 +71,33 @@ describe('POST /messages', () => {
     assert.deepEqual(response.json(), { digest: sha256Hex(message) });
   });
 
-  for (const [label, payload] of [
-    ['malformed JSON', '{"message": "foo"'],
-    ['a JSON array', '["foo"]'],
-    ['a JSON number', '42'],
-    ['JSON null', 'null'],
-    ['a JSON string', '"foo"'],
-    ['an object without message', '{}'],
-    ['a numeric message', '{"message": 42}'],
-    ['a null message', '{"message": null}'],
-    ['an object message', '{"message": {}}'],
-    ['an array message', '{"message": ["foo"]}'],
-    ['a boolean message', '{"message": true}'],
-    ['message only on the prototype', '{"__proto__": {"message": "foo"}}'],
-    ['an empty body', ''],
+  for (const [label, payload, code] of [
+    ['malformed JSON', '{"message": "foo"', 'INVALID_JSON'],
+    ['a JSON array', '["foo"]', 'INVALID_MESSAGE'],
+    ['a JSON number', '42', 'INVALID_MESSAGE'],
+    ['JSON null', 'null', 'INVALID_MESSAGE'],
+    ['a JSON string', '"foo"', 'INVALID_MESSAGE'],
+    ['an object without message', '{}', 'INVALID_MESSAGE'],
+    ['a numeric message', '{"message": 42}', 'INVALID_MESSAGE'],
+    ['a null message', '{"message": null}', 'INVALID_MESSAGE'],
+    ['an object message', '{"message": {}}', 'INVALID_MESSAGE'],
+    ['an array message', '{"message": ["foo"]}', 'INVALID_MESSAGE'],
+    ['a boolean message', '{"message": true}', 'INVALID_MESSAGE'],
+    ['message only on the prototype', '{"__proto__": {"message": "foo"}}', 'INVALID_MESSAGE'],
+    ['an empty body', '', 'INVALID_JSON'],
   ] as const) {
-    it(`rejects ${label} with 400`, async () => {
-      const response = await post(payload);
-      assert.equal(response.statusCode, 400, response.body);
-      assertError(response, 400, response.json<{ code: string }>().code);
+    it(`rejects ${label} with 400 ${code}`, async () => {
+      assertError(await post(payload), 400, code);
     });
   }
 
   it('rejects a lone surrogate with 400 and stores nothing', async () => {
+    const before = await testApp.store.count();
     const response = await post('{"message": "\\ud800"}');
     assertError(response, 400, 'INVALID_MESSAGE');
+    assert.equal(await testApp.store.count(), before, 'nothing was stored');
+    // What the surrogate would become if it were encoded anyway.
+    assert.equal(await testApp.store.has(Buffer.from(sha256Hex('\ufffd'), 'hex')), false);
   });
 
   it('rejects invalid UTF-8 bytes in the body with 400', async () => {
