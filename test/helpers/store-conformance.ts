@@ -76,8 +76,13 @@ export function describeStoreConformance(name: string, target: ConformanceTarget
       const message = `twice ${Math.random()}`;
       const digest = digestOf(message);
       await store.put(digest, message);
+      const count = await store.count();
       await store.put(digest, message);
       assert.equal(await store.get(digest), message);
+      if (count !== undefined) assert.equal(await store.count(), count, 'a second put adds no entry');
+      let copies = 0;
+      for await (const [key] of store.entries()) if (key.equals(digest)) copies += 1;
+      assert.equal(copies, 1, 'one entry under the digest');
     });
 
     it('keeps every Unicode character and control byte intact', async () => {
