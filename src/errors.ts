@@ -89,8 +89,8 @@ export class PayloadTooLarge extends DigestdError {
 }
 
 export class UnsupportedMediaType extends DigestdError {
-  constructor(accepted: readonly string[], detail = 'Unsupported Content-Type') {
-    super(`${detail}; send the body as ${accepted.join(' or ')}.`, 'UNSUPPORTED_MEDIA_TYPE', 415);
+  constructor(accepted: readonly string[], detail = 'Unsupported Content-Type', advice = 'send the body as') {
+    super(`${detail}; ${advice} ${accepted.join(' or ')}.`, 'UNSUPPORTED_MEDIA_TYPE', 415);
   }
 }
 

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyPluginCallback } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { InvalidJson, InvalidUtf8, UnsupportedMediaType } from '../errors.js';
@@ -31,16 +32,45 @@ export class RawMessage {
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)"?/i;
 
 /**
+ * Why a body cannot be read as its headers describe it, or undefined: a charset other than UTF-8
+ * (none means UTF-8: JSON has no other, and US-ASCII, text's old default, is a subset of it), or
+ * a Content-Encoding other than identity. A compressed body is refused rather than inflated: the
+ * body limit would otherwise have to bound what it inflates to, and a compression bomb costs the
+ * server the whole decoding before any limit could see it.
+ */
+function unreadableBody(headers: IncomingHttpHeaders): UnsupportedMediaType | undefined {
+  const encoding = headers['content-encoding']?.trim().toLowerCase();
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    return new UnsupportedMediaType(
+      ACCEPTED_BODY_TYPES,
+      `Unsupported Content-Encoding "${encoding}" (only identity is read)`,
+      'send the body uncompressed, as',
+    );
+  }
+  const charset = CHARSET.exec(headers['content-type'] ?? '')?.[1]?.toLowerCase();
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+    return new UnsupportedMediaType(ACCEPTED_BODY_TYPES, `Unsupported charset "${charset}"`);
+  }
+  return undefined;
+}
+
+/**
  * Replaces Fastify's body parsers with ones that read raw bytes, so that invalid UTF-8 is refused
  * (the default parsers would silently turn it into U+FFFD and store something other than what the
  * client sent):
  * - application/json: parsed as JSON;
- * - text/plain: the body is the message (a charset other than UTF-8 answers 415).
+ * - text/plain: the body is the message;
+ * a charset other than UTF-8 or a Content-Encoding other than identity answers 415.
  * Any other content type answers 415.
  */
 const bodyParsers: FastifyPluginCallback = (app, _options, next) => {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(JSON_MEDIA_TYPE, { parseAs: 'buffer' }, (_request, body: Buffer, done) => {
+  app.addContentTypeParser(JSON_MEDIA_TYPE, { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    const refusal = unreadableBody(request.headers);
+    if (refusal !== undefined) {
+      done(refusal, undefined);
+      return;
+    }
     if (!isUtf8(body)) {
       done(new InvalidUtf8(), undefined);
       return;
@@ -52,10 +82,9 @@ const bodyParsers: FastifyPluginCallback = (app, _options, next) => {
     }
   });
   app.addContentTypeParser(TEXT_MEDIA_TYPE, { parseAs: 'buffer' }, (request, body: Buffer, done) => {
-    // No charset means UTF-8 here (US-ASCII, the old default, is a subset of it).
-    const charset = CHARSET.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
-    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-      done(new UnsupportedMediaType(ACCEPTED_BODY_TYPES, `Unsupported charset "${charset}"`), undefined);
+    const refusal = unreadableBody(request.headers);
+    if (refusal !== undefined) {
+      done(refusal, undefined);
       return;
     }
     if (!isUtf8(body)) {

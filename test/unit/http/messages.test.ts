@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import type { InjectOptions } from 'fastify';
 import { buildTestApp, useTestApp } from '../../helpers/app.js';
 import { sha256Hex } from '../../harness/sha256.js';
@@ -63,6 +64,45 @@ describe('POST /messages', () => {
       'content-type': 'application/json; charset=utf-8',
     });
     assert.equal(response.statusCode, 201);
+  });
+
+  it('refuses a JSON charset other than UTF-8 with 415, as for text/plain', async () => {
+    // "Ã©" in Latin-1 is the bytes of "é" in UTF-8: decoded as UTF-8 it would be stored as another message.
+    const body = Buffer.from(JSON.stringify({ message: 'Ã©' }), 'latin1');
+    for (const charset of ['latin1', 'ISO-8859-1', '"utf-16"']) {
+      const response = await post(body, { 'content-type': `application/json; charset=${charset}` });
+      assertError(response, 415, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.match(response.json<{ err_msg: string }>().err_msg, /charset/);
+    }
+    const batch = await testApp.app.inject({
+      method: 'POST',
+      url: '/messages/batch',
+      headers: { 'content-type': 'application/json; charset=latin1' },
+      payload: JSON.stringify({ messages: ['a'] }),
+    });
+    assertError(batch, 415, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  it('refuses a Content-Encoding other than identity with 415, compressed or not', async () => {
+    const json = JSON.stringify({ message: 'foo' });
+    for (const [encoding, payload] of [
+      ['gzip', gzipSync(json)],
+      ['gzip', Buffer.from(json)],
+      ['br', Buffer.from(json)],
+      ['deflate, gzip', Buffer.from(json)],
+    ] as const) {
+      const response = await post(payload, {
+        'content-type': 'application/json',
+        'content-encoding': encoding,
+      });
+      assertError(response, 415, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.match(response.json<{ err_msg: string }>().err_msg, /Content-Encoding.*uncompressed/);
+    }
+    const text = await post('foo', { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+    assertError(text, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    const identity = await post(json, { 'content-type': 'application/json', 'content-encoding': 'identity' });
+    assert.equal(identity.statusCode, 201);
+    assert.deepEqual(identity.json(), { digest: FOO_DIGEST });
   });
 
   it('hashes the UTF-8 bytes of non-ASCII messages', async () => {
