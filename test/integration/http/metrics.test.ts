@@ -51,7 +51,7 @@ describe('metrics across cluster workers', () => {
     });
     try {
       const ready = await new Promise<{ port: number; metricsAddress: string }>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('the cluster fixture did not start')), 30_000);
+        const timer = setTimeout(() => reject(new Error('the cluster fixture did not start')), 60_000);
         createInterface({ input: child.stdout }).once('line', (line) => {
           clearTimeout(timer);
           resolve(JSON.parse(line) as { port: number; metricsAddress: string });

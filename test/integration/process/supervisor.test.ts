@@ -87,7 +87,7 @@ describe('supervisor', () => {
       await server.waitForLog((line) => String(line.msg).startsWith('restarting worker'), 5000);
       const replacement = await server.waitForLog(
         (line) => line.msg === 'worker listening' && line.slot === exited.slot && line.workerPid !== victim,
-        10_000,
+        30_000,
       );
       assert.notEqual(replacement.workerPid, victim);
       await sleep(500);
@@ -116,7 +116,7 @@ describe('supervisor', () => {
         },
       });
       try {
-        const fatal = await server.waitForLog((line) => line.level === 'fatal', 10_000);
+        const fatal = await server.waitForLog((line) => line.level === 'fatal', 30_000);
         const error = fatal.err as { stack?: string };
         assert.match(String(error.stack), new RegExp(`test fixture: unhandled ${kind}|uncaught ${kind}`));
         assert.match(String(error.stack), /crash-worker-once\.mjs/);
@@ -127,7 +127,7 @@ describe('supervisor', () => {
         await server.waitForLog(
           (line) =>
             line.msg === 'worker listening' && line.workerPid !== fatal.pid && line.pid === exited.pid,
-          10_000,
+          30_000,
         );
         const health = await request(`${server.url}/healthz`, { ca: server.ca });
         assert.equal(health.status, 200);
