@@ -240,6 +240,16 @@ export class InvalidConfig extends DigestdError {
   }
 }
 
+/**
+ * A store refuses us in a way no waiting fixes: the file system denies its directory, the database
+ * refuses the user or the password, knows no such database, or denies the table.
+ */
+export class StoreRefused extends DigestdError {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, 'STORE_REFUSED', 500, options);
+  }
+}
+
 /** The server cannot bind its address (taken, not this machine's, not permitted): no retry fixes it. */
 export class ListenFailed extends DigestdError {
   constructor(message: string, options: { cause: unknown }) {

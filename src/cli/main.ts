@@ -1,4 +1,4 @@
-import { settingsHelp } from '../config/help.js';
+import { settingsHelp, wrapText } from '../config/help.js';
 import { DigestdError, InvalidConfig } from '../errors.js';
 import { writeStderr } from '../log/stdio.js';
 import { VERSION } from '../version.js';
@@ -28,9 +28,12 @@ const SUBCOMMANDS = {
   restore: ['digestd restore --from <file> --to <url>', 'write every message of a backup file into a store'],
 } as const;
 
-const usageLine = (usage: string, what: string) => `  ${usage.padEnd(44)}${what}`;
+/** Columns of help text: the terminal's, else 80. */
+const width = () => process.stdout.columns || 80;
 
-const USAGE = `digestd ${version}: a content-addressed message store over HTTPS.
+const usageLine = (usage: string, what: string) => wrapText(`  ${usage.padEnd(44)}`, what, 46, width());
+
+const usage = () => `digestd ${version}: a content-addressed message store over HTTPS.
 
 Usage:
 ${Object.values(SUBCOMMANDS)
@@ -41,19 +44,19 @@ ${usageLine('digestd --help', 'show this help')}
 ${usageLine('digestd --version', 'print the version')}
 
 Options of serve (each also read from its environment variable; flags win):
-${settingsHelp('serve')}
+${settingsHelp('serve', width())}
 
 Options of migrate:
-${settingsHelp('migrate')}
+${settingsHelp('migrate', width())}
 
 Options of verify:
-${settingsHelp('verify')}
+${settingsHelp('verify', width())}
 
 Options of backup:
-${settingsHelp('backup')}
+${settingsHelp('backup', width())}
 
 Options of restore:
-${settingsHelp('restore')}
+${settingsHelp('restore', width())}
 `;
 
 const commands: Record<string, (argv: readonly string[]) => Promise<void>> = {
@@ -70,7 +73,7 @@ export const EXIT_USAGE = 2;
 async function main(argv: readonly string[]): Promise<void> {
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
-    process.stdout.write(USAGE);
+    process.stdout.write(usage());
     if (first === undefined) process.exitCode = EXIT_USAGE;
     return;
   }
@@ -80,7 +83,7 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const command = Object.hasOwn(commands, first) ? commands[first] : undefined;
   if (command === undefined) {
-    process.stderr.write(`digestd: unknown command "${first}"\n\n${USAGE}`);
+    process.stderr.write(`digestd: unknown command "${first}"\n\n${usage()}`);
     process.exitCode = EXIT_USAGE;
     return;
   }
@@ -89,7 +92,9 @@ async function main(argv: readonly string[]): Promise<void> {
     const [usage, what] = SUBCOMMANDS[name];
     const env = name === 'serve' ? ' (each also read from its environment variable; flags win)' : '';
     const sentence = `${what.charAt(0).toUpperCase()}${what.slice(1)}.`;
-    process.stdout.write(`Usage: ${usage}\n\n${sentence}\n\nOptions${env}:\n${settingsHelp(name)}\n`);
+    process.stdout.write(
+      `Usage: ${usage}\n\n${sentence}\n\nOptions${env}:\n${settingsHelp(name, width())}\n`,
+    );
     return;
   }
   await command(rest);
@@ -97,7 +102,8 @@ async function main(argv: readonly string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof InvalidConfig) {
-    writeStderr(`digestd: ${error.message}\n`);
+    // One problem is one line; several are listed under a heading.
+    writeStderr(`digestd: ${error.problems.length === 1 ? error.problems[0] : error.message}\n`);
     process.exit(EXIT_USAGE);
   }
   // One sentence: what failed, then why in brackets.

@@ -1,8 +1,8 @@
 import { writeTokensOf } from '../config/files.js';
 import { loadConfig } from '../config/load.js';
-import { redactConfig } from '../config/redact.js';
+import { changedSettings, redactStoreUrl } from '../config/redact.js';
 import { createDirectory } from '../directory.js';
-import { InvalidConfig, InvalidTlsFiles } from '../errors.js';
+import { InvalidConfig, InvalidTlsFiles, StoreRefused } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { LogSink } from '../log/sink.js';
 import { tolerateStdioFailures, writeStderr } from '../log/stdio.js';
@@ -13,6 +13,23 @@ import { servePrimaryMetrics } from '../process/metrics.js';
 import { CertificateKeeper } from '../process/certificates.js';
 import { Supervisor } from '../process/supervisor.js';
 import { startMetricsListener, type MetricsListener } from '../server.js';
+import { isPermanentStoreError, rootMessage, waitForStore } from '../store/startup.js';
+import { parseStoreUrl } from '../store/url.js';
+
+/** What to do about a store that refuses us, by its kind. */
+const REFUSED_ADVICE = {
+  lmdb: 'give a directory this user can create files in, or change its owner or mode',
+  postgres: 'check the user, the password and the database in the URL (and pg_hba.conf)',
+  redis: 'check the user and the password in the URL',
+  'redis-cluster': 'check the user and the password in the URL',
+} as const;
+
+/** A URL a person can open: a wildcard bind ([::], 0.0.0.0) is reached as localhost. */
+export function openableUrl(bound: string): string {
+  const url = new URL(bound);
+  if (url.hostname === '[::]' || url.hostname === '0.0.0.0') url.hostname = 'localhost';
+  return url.origin;
+}
 
 /**
  * `digestd serve [options]`: this process is the primary. It loads the configuration, makes the
@@ -27,14 +44,48 @@ export async function serve(argv: readonly string[]): Promise<void> {
   await createDirectory(config.data.dir).catch((error: unknown) => {
     throw new InvalidConfig([`--data-dir: ${(error as Error).message}`]);
   });
-  const sink = new LogSink(config.log);
+  // A person at a terminal reads lines; journald, a pipe or a file get JSON.
+  const { format, file } = config.log;
+  const pretty = file === undefined && (format === 'pretty' || (format === 'auto' && process.stdout.isTTY));
+  const sink = new LogSink({ ...config.log, pretty });
   await sink.ready();
   const logger = createLogger({
     level: config.log.level,
     destination: { write: (line) => sink.write(line) },
   });
   sink.onDropped = (lines, reason) => logger.warn({ droppedLines: lines, reason }, 'log lines dropped');
-  logger.info({ config: redactConfig(config), node: process.version }, 'digestd starting');
+  logger.info({ config: changedSettings(config), node: process.version }, 'digestd starting');
+
+  /** Ends a start that no retry can fix: one line naming the setting (exit 2, in cli/main.ts). */
+  const refuse = async (problem: string): Promise<never> => {
+    // On a terminal the log is the same screen: the line on stderr says it once.
+    if (!pretty) logger.fatal(problem);
+    await sink.close();
+    throw new InvalidConfig([problem]);
+  };
+  const storeFlag = config.store.url === `lmdb:${config.data.dir}` ? '--data-dir' : '--store';
+  const shownStore = redactStoreUrl(config.store.url);
+  const { waitSeconds } = config.store;
+  try {
+    await waitForStore(config.store, {
+      waitMs: waitSeconds * 1000,
+      onRetry: (reason, retryInMs) =>
+        logger.warn(
+          { store: shownStore, retryInMs },
+          `the store ${shownStore} cannot be reached yet (${reason}); trying again in ${(retryInMs / 1000).toFixed(1)} s, for up to ${waitSeconds} s (--store-wait)`,
+        ),
+    });
+  } catch (error) {
+    if (error instanceof StoreRefused) {
+      const location = parseStoreUrl(config.store.url);
+      const what = location.kind === 'lmdb' ? `cannot use ${location.path}` : `${shownStore} refused digestd`;
+      await refuse(`${storeFlag}: ${what}: ${error.message}; ${REFUSED_ADVICE[location.kind]}`);
+    }
+    const problem = `--store: ${shownStore} could not be reached within ${waitSeconds} s (--store-wait): ${rootMessage(error)}`;
+    if (!pretty) logger.fatal(problem);
+    await sink.close();
+    throw new Error(problem, { cause: error });
+  }
 
   let boundPort = config.listen.port;
   /** The bound URL, once every worker listens. */
@@ -61,9 +112,13 @@ export async function serve(argv: readonly string[]): Promise<void> {
         httpsPort: () => boundPort,
       })
     : undefined;
-  const tls = await certificates?.start().catch((error: unknown) => {
-    if (error instanceof InvalidTlsFiles)
-      throw new InvalidConfig([`--tls-cert, --tls-key: ${error.message}`]);
+  const tls = await certificates?.start().catch(async (error: unknown) => {
+    if (error instanceof InvalidTlsFiles) return refuse(`--tls-cert, --tls-key: ${error.message}`);
+    if (isPermanentStoreError(error)) {
+      return refuse(
+        `--data-dir: cannot make the local CA in ${config.data.dir}: ${rootMessage(error)}; ${REFUSED_ADVICE.lmdb}`,
+      );
+    }
     throw error;
   });
 
@@ -144,8 +199,10 @@ export async function serve(argv: readonly string[]): Promise<void> {
   }
   address = bound;
   await listenFile.update();
+  const url = openableUrl(bound);
+  const ca = certificates?.current?.caPath;
   logger.info(
-    { address, workers: config.supervisor.workers, config: redactConfig(config) },
-    `digestd listening on ${address}`,
+    { address, url, ca, workers: config.supervisor.workers },
+    `digestd serving ${url}${ca === undefined ? '' : ` — trust ${ca}`}`,
   );
 }

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InvalidConfig } from '../errors.js';
 import { flagOf, namesOf, settingOf, settingsOf, SETTINGS } from './names.js';
@@ -20,6 +21,35 @@ function parseArgsOptions(
     }
   }
   return options;
+}
+
+/** Edits (insert, delete, substitute one character) that turn `from` into `to`. */
+function editDistance(from: string, to: string): number {
+  let previous = Array.from({ length: to.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= from.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= to.length; j++) {
+      const substitution = previous[j - 1]! + (from[i - 1] === to[j - 1] ? 0 : 1);
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution);
+    }
+    previous = current;
+  }
+  return previous[to.length]!;
+}
+
+/** parseArgs's message, and for an unknown flag the nearest one this subcommand takes, if near. */
+function withSuggestion(error: Error & { code?: string }, command: Command): string {
+  const unknown = /^Unknown option '--?([^'=]+)/.exec(error.message)?.[1];
+  if (error.code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || unknown === undefined) return error.message;
+  const flags = settingsOf(command).flatMap(({ spec, flag }) =>
+    spec.kind === 'boolean' ? [flag, `no-${flag}`] : [flag],
+  );
+  const [nearest] = flags
+    .map((flag) => [flag, editDistance(unknown, flag)] as const)
+    .sort((a, b) => a[1] - b[1]);
+  const near =
+    nearest !== undefined && nearest[1] <= Math.min(2, Math.max(1, Math.floor(unknown.length / 2)));
+  return `--${unknown}: unknown option${near ? `; did you mean --${nearest[0]}?` : ''} (digestd ${command} --help lists them)`;
 }
 
 /**
@@ -51,7 +81,7 @@ export function loadConfig(
       allowPositionals: false,
     }).values;
   } catch (error) {
-    throw new InvalidConfig([(error as Error).message]);
+    throw new InvalidConfig([withSuggestion(error as Error & { code?: string }, command)]);
   }
 
   const groups: Record<string, Record<string, unknown>> = {};
@@ -91,8 +121,21 @@ export function loadConfig(
   groups.store!.url ??= `lmdb:${String(groups.data!.dir)}`;
   const config = groups as unknown as Config;
 
-  if ((config.tls.certPath === undefined) !== (config.tls.keyPath === undefined)) {
-    problems.push(`${flagOf('tls', 'certPath')} and ${flagOf('tls', 'keyPath')}: give both or neither`);
+  const tlsFiles = [
+    [flagOf('tls', 'certPath'), config.tls.certPath],
+    [flagOf('tls', 'keyPath'), config.tls.keyPath],
+  ] as const;
+  for (const [flag, file] of tlsFiles) {
+    if (file === undefined) continue;
+    const found = statSync(file, { throwIfNoEntry: false });
+    if (found === undefined) problems.push(`${flag}: ${file} does not exist`);
+    else if (found.isFile() && found.size === 0) problems.push(`${flag}: ${file} is empty`);
+  }
+  const [given, missing] = tlsFiles[0][1] === undefined ? [tlsFiles[1], tlsFiles[0]] : tlsFiles;
+  if (given[1] !== undefined && missing[1] === undefined) {
+    problems.push(
+      `${missing[0]}: required with ${given[0]} (or give neither, and a local CA makes the certificate)`,
+    );
   }
   if (config.acme.domains !== undefined) {
     const domains = flagOf('acme', 'domains');

@@ -16,6 +16,20 @@ export function redactConfig(config: Config): Record<GroupName, Record<string, u
   return shown;
 }
 
+/**
+ * The settings that differ from their defaults, by flag, secrets replaced: the configuration in a
+ * line a person reads (`{"port":0,"store":"postgres://app@db/digestd"}`).
+ */
+export function changedSettings(config: Config): Record<string, unknown> {
+  const shown = redactConfig(config);
+  const changed: Record<string, unknown> = {};
+  for (const { group, key, spec, flag } of SETTINGS) {
+    const value = shown[group][key];
+    if (value !== undefined && JSON.stringify(value) !== JSON.stringify(spec.default)) changed[flag] = value;
+  }
+  return changed;
+}
+
 /** A store URL as it may be logged or printed: its password replaced. */
 export function redactStoreUrl(url: string): string {
   return url.replace(/^([a-z-]+:\/\/[^:/@]*:)[^@/]*@/i, '$1[redacted]@');

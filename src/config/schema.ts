@@ -209,6 +209,13 @@ export const SCHEMA = {
         placeholder: 'LEVEL',
         help: `Log level: ${LOG_LEVELS.join(', ')}.`,
       },
+      format: {
+        kind: 'choice',
+        choices: ['auto', 'json', 'pretty'],
+        default: 'auto',
+        placeholder: 'FORMAT',
+        help: 'Log lines on stdout: json (one object a line), pretty (for a person), or auto: pretty when stdout is a terminal, else json. --log-file is always json.',
+      },
       file: {
         kind: 'string',
         placeholder: 'PATH',
@@ -300,6 +307,14 @@ export const SCHEMA = {
         placeholder: 'URL',
         help: 'Message store: lmdb:<dir> (default: lmdb:<data-dir>), postgres://user@host:port/db, redis://host:port, redis-cluster://host:port,host:port,...',
         commands: ['serve', 'verify', 'backup'],
+      },
+      waitSeconds: {
+        kind: 'integer',
+        flag: 'store-wait',
+        default: 30,
+        min: 0,
+        max: 3600,
+        help: 'Seconds to wait at start for a store that cannot be reached yet (connection refused, a timeout), trying again with a line each time; then exit 1. A store that refuses digestd (permission, authentication) exits 2 at once.',
       },
       timeoutMs: {
         kind: 'integer',

@@ -1,5 +1,6 @@
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import { pino } from 'pino';
+import { prettyFactory } from 'pino-pretty';
 import { supervisorMetrics } from '../metrics.js';
 import { DroppedLines } from './dropped-lines.js';
 
@@ -18,6 +19,11 @@ export interface LogSinkOptions {
    * a stuck or full disk never grows memory without bound. @default 16 MiB
    */
   maxBufferedBytes?: number;
+  /**
+   * Lines for a person on stdout (pino-pretty: time, level, message, the other fields on the same
+   * line) instead of JSON; never applied to the file. @default false
+   */
+  pretty?: boolean;
 }
 
 const RETRY_MS = 1000;
@@ -36,6 +42,8 @@ export class LogSink {
   /** Largest piece handed to the file stream: it rotates between pieces, so this bounds overshoot. */
   readonly #pieceBytes: number;
   #stdout: SonicBoom | undefined;
+  /** Formats JSON lines for a person, when stdout is a terminal. */
+  readonly #pretty: ((line: string) => string) | undefined;
   #file: RotatingFileStream | undefined;
   #broken: string | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -53,6 +61,14 @@ export class LogSink {
       this.#stdout = pino.destination({ dest: 1, sync: false, maxLength: this.#maxBufferedBytes });
       this.#stdout.on('drop', (data: string) => this.dropped.add(data, 'stdout is not keeping up'));
       this.#stdout.on('error', (error: Error) => this.dropped.add(0, `stdout: ${error.message}`));
+      if (options.pretty === true) {
+        this.#pretty = prettyFactory({
+          colorize: true,
+          translateTime: 'SYS:HH:MM:ss',
+          ignore: 'pid,hostname',
+          singleLine: true,
+        });
+      }
     } else {
       this.#openFile();
     }
@@ -80,7 +96,7 @@ export class LogSink {
     }
     if (this.#stdout) {
       this.#reportDrops();
-      this.#stdout.write(text);
+      this.#stdout.write(this.#pretty === undefined ? text : prettyLines(text, this.#pretty));
       return;
     }
     const file = this.#file;
@@ -191,4 +207,13 @@ export class LogSink {
   #reportDrops(): void {
     if (this.onDropped !== undefined) this.dropped.report(this.onDropped);
   }
+}
+
+/** Each JSON line of `text` as `pretty` shows it (pino-pretty keeps a line that is not JSON). */
+function prettyLines(text: string, pretty: (line: string) => string): string {
+  let shown = '';
+  for (const line of text.split('\n')) {
+    if (line !== '') shown += pretty(line);
+  }
+  return shown;
 }

@@ -146,7 +146,7 @@ export function runClusterWorker(): void {
         repeatedSignal: 'ignore',
       });
       const bound = await listen(app, { ...config.listen, port: message.port });
-      logger.info(`worker listening at ${addressUrl(bound, message.tls !== undefined)}`);
+      logger.debug(`worker listening at ${addressUrl(bound, message.tls !== undefined)}`);
     } catch (error) {
       const permanent = error instanceof ListenFailed;
       // A taken port is a fact about the machine, not a bug: its one sentence is the whole story.

@@ -3,7 +3,7 @@
  * serves, and stop it.
  *
  * Readiness: when the harness reads the log (stdout, the default, or `logFile`), the process is
- * ready once it logs "digestd listening" (after every worker listens), and it may listen on port
+ * ready once it logs "digestd serving" (after every worker listens), and it may listen on port
  * 0. When stdout goes elsewhere (`stdout`), the harness picks a free port and polls GET /readyz
  * (or `readyPath`) until it answers 200, so that quiet log levels and access logs too large to read work too.
  */
@@ -247,7 +247,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   };
 }
 
-/** Resolves with the address of the "digestd listening" line, read from stdout or `logFile`. */
+/** Resolves with the address of the "digestd serving" line, read from stdout or `logFile`. */
 function listeningAddress(
   child: ChildProcess,
   logs: Record<string, unknown>[],
@@ -264,7 +264,7 @@ function listeningAddress(
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (typeof entry.address === 'string' && String(entry.msg).startsWith('digestd listening')) {
+        if (typeof entry.address === 'string' && String(entry.msg).startsWith('digestd serving')) {
           clearTimeout(timer);
           resolve(entry.address);
         }

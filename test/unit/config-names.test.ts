@@ -29,7 +29,9 @@ const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> 
     ['--acme-renew-before', 'DIGESTD_ACME_RENEW_BEFORE'],
     ['--max-message-bytes', 'DIGESTD_MAX_MESSAGE_BYTES'],
     ['--log-level', 'DIGESTD_LOG_LEVEL'],
+    ['--log-format', 'DIGESTD_LOG_FORMAT'],
     ['--store', 'DIGESTD_STORE'],
+    ['--store-wait', 'DIGESTD_STORE_WAIT'],
     ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
     ['--disk-reserve', 'DIGESTD_DISK_RESERVE'],
     ['--cache-bytes', 'DIGESTD_CACHE_BYTES'],
@@ -87,7 +89,8 @@ const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> 
 function listed(command: Command): { names: [string, string][]; switches: Set<string> } {
   const names: [string, string][] = [];
   const switches = new Set<string>();
-  for (const line of settingsHelp(command).split('\n')) {
+  // Unwrapped: one row a setting.
+  for (const line of settingsHelp(command, Number.POSITIVE_INFINITY).split('\n')) {
     const match = /^ {2}(--[a-z-]+)(, --no-[a-z-]+)?\s.*\[env ([A-Z_]+)\]$/.exec(line);
     assert.ok(match, `a --help row without a flag and an environment variable: ${line}`);
     names.push([match[1]!, match[3]!]);

@@ -50,7 +50,14 @@ describe('configuration', () => {
   });
 
   it('requires --tls-cert and --tls-key together', () => {
-    assert.throws(() => loadConfig(['--tls-cert', 'a.pem'], {}), /--tls-cert and --tls-key/);
+    assert.throws(
+      () => loadConfig(['--tls-cert', 'a.pem'], {}),
+      (error: InvalidConfig) =>
+        error.problems.includes('--tls-cert: a.pem does not exist') &&
+        error.problems.includes(
+          '--tls-key: required with --tls-cert (or give neither, and a local CA makes the certificate)',
+        ),
+    );
   });
 
   it('redacts nothing that is not secret', () => {

@@ -181,7 +181,7 @@ describe('digestd migrate and verify', { skip: skip ?? false }, () => {
     assert.equal(verify.code, 2);
     assert.equal(
       verify.stderr,
-      `digestd: Invalid configuration:\n  --store: There is no LMDB store at ${missing} (no data.mdb there).\n`,
+      `digestd: --store: There is no LMDB store at ${missing} (no data.mdb there).\n`,
     );
     const migrate = await digestd([
       'migrate',

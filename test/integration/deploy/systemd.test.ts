@@ -184,7 +184,7 @@ describe("digestd under the unit's sandbox", { skip: skip ?? false }, () => {
         createInterface({ input: child.stdout }).on('line', (line) => {
           const entry = JSON.parse(line) as Record<string, unknown>;
           lines.push(entry);
-          if (String(entry.msg).startsWith('digestd listening')) {
+          if (String(entry.msg).startsWith('digestd serving')) {
             clearTimeout(timer);
             resolve(entry);
           }

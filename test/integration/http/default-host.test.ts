@@ -24,7 +24,7 @@ describe('the default listener', () => {
         child.once('exit', (code) => reject(new Error(`digestd exited with ${code}`)));
         createInterface({ input: child.stdout }).on('line', (line) => {
           const entry = JSON.parse(line) as { msg?: string; address?: string };
-          if (String(entry.msg).startsWith('digestd listening') && entry.address !== undefined) {
+          if (String(entry.msg).startsWith('digestd serving') && entry.address !== undefined) {
             clearTimeout(timer);
             resolve(entry.address);
           }

@@ -47,8 +47,8 @@ describe('npm start', () => {
       );
       let output = '';
       npm.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-      for (let waited = 0; !output.includes('digestd listening') && waited < 300; waited++) await sleep(100);
-      assert.match(output, /digestd listening/);
+      for (let waited = 0; !output.includes('digestd serving') && waited < 300; waited++) await sleep(100);
+      assert.match(output, /digestd serving/);
       const tree = await descendants(npm.pid!);
       assert.ok(tree.length >= 3, `digestd's primary and two workers run under npm: ${tree.join(' ')}`);
       npm.kill(signal);
