@@ -60,7 +60,7 @@ describe("the README's systemd install", { skip, timeout: 600_000 }, () => {
       const address = await new Promise<string>((resolve, reject) => {
         createInterface({ input: child.stdout }).on('line', (line) => {
           lines.push(line);
-          const listening = /"msg":"digestd listening on (https:\/\/[^"]+)"/.exec(line);
+          const listening = /"address":"(https:\/\/[^"]+)".*"msg":"digestd serving /.exec(line);
           if (listening?.[1]) resolve(listening[1]);
         });
         void exited.then((code) => reject(new Error(`exited ${code}:\n${lines.join('\n')}\n${stderr}`)));

@@ -39,8 +39,8 @@ async function npmStart(): Promise<NpmStart> {
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
-  for (let waited = 0; !output.includes('digestd listening') && waited < 600; waited++) await sleep(100);
-  const listening = lines().find((line) => String(line.msg).startsWith('digestd listening'));
+  for (let waited = 0; !output.includes('digestd serving') && waited < 600; waited++) await sleep(100);
+  const listening = lines().find((line) => String(line.msg).startsWith('digestd serving'));
   if (listening === undefined) {
     process.kill(-npm.pid!, 'SIGKILL');
     throw new Error(`digestd did not start under npm:\n${output}`);
@@ -145,7 +145,7 @@ describe('one stop, however the signal arrives', () => {
         totals.afterSignal += load.outcomes.length - before;
         totals.failed.push(...failed.map((outcome) => `round ${round}: ${outcome.error ?? outcome.status}`));
         const lines = started.lines();
-        const primary = lines.find((line) => String(line.msg).startsWith('digestd listening'))?.pid;
+        const primary = lines.find((line) => String(line.msg).startsWith('digestd serving'))?.pid;
         assert.deepEqual(
           failed,
           [],
