@@ -2,13 +2,17 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { AggregatorRegistry, Counter, Histogram, Registry } from 'prom-client';
+import { TypedHistogram } from '../../src/histogram.js';
 import { requestMetrics, storeOperationMetric } from '../../src/metrics.js';
+import { sample } from '../helpers/metrics-text.js';
 
 /**
  * digestd keeps its request and store histograms in typed arrays (src/histogram.ts) and derives
  * the request counter from them when scraped. These tests replay random sequences into them and
  * into prom-client's own Histogram and Counter (observe(), inc()) and require the same exposition:
- * the /metrics text, the JSON a cluster worker sends its primary, and the primary's aggregate.
+ * the /metrics text, the JSON a cluster worker sends its primary, and the primary's aggregate;
+ * and they check known observations against the buckets, sum and count written out by hand.
+ * test/unit/http/metrics.test.ts checks what requests through the app expose.
  */
 
 /** prom-client's own metrics with digestd's names, help, labels and buckets. */
@@ -145,5 +149,31 @@ describe('request and store metrics', () => {
         TypeError,
       );
     }
+  });
+});
+
+describe('typed-array histograms', () => {
+  it('count each value in the first bucket whose bound is not below it, with its sum and count', async () => {
+    const registry = new Registry();
+    const histogram = new TypedHistogram({
+      name: 'example_seconds',
+      help: 'Example.',
+      labelNames: ['kind'] as const,
+      buckets: [0.1, 1, 10],
+      registers: [registry],
+    });
+    const series = histogram.labels({ kind: 'a' });
+    for (const value of [0.05, 0.1, 0.5, 1, 5, 20]) series.observe(value);
+    const text = await registry.metrics();
+    const expected: [string, number][] = [
+      ['example_seconds_bucket{le="0.1",kind="a"}', 2],
+      ['example_seconds_bucket{le="1",kind="a"}', 4],
+      ['example_seconds_bucket{le="10",kind="a"}', 5],
+      ['example_seconds_bucket{le="+Inf",kind="a"}', 6],
+      ['example_seconds_sum{kind="a"}', 26.65],
+      ['example_seconds_count{kind="a"}', 6],
+    ];
+    for (const [series, value] of expected) assert.equal(sample(text, series), value, series);
+    assert.deepEqual(histogram.counts(), [{ labels: { kind: 'a' }, count: 6 }]);
   });
 });

@@ -3,7 +3,9 @@ import { statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { describe, it } from 'node:test';
 import { StoreUnavailable } from '../../../src/errors.js';
+import { digestOf } from '../../../src/digest.js';
 import { measureFreeSpaceOf, metrics } from '../../../src/metrics.js';
+import { cachedStore } from '../../../src/store/cache.js';
 import { buildTestApp, useTestApp } from '../../helpers/app.js';
 import { sample } from '../../helpers/metrics-text.js';
 
@@ -142,20 +144,47 @@ describe('GET /metrics', () => {
     assert.ok(Math.abs(free - expected) < 64 * 1024 * 1024, `${free} vs ${expected}`);
   });
 
-  it('exposes the cache counters another module increments', async () => {
+  it('exposes the hits and misses the message cache counts', async () => {
+    const cached = cachedStore(testApp.store, {
+      maxBytes: 1024 * 1024,
+      counters: { hits: metrics.cacheHits, misses: metrics.cacheMisses },
+    });
+    const stored = await post('cached');
+    assert.equal(stored.statusCode, 201);
+    const digest = digestOf('cached');
+    const absent = digestOf('never stored by the cache test');
     const before = await scrape();
-    metrics.cacheHits.inc(2);
-    metrics.cacheMisses.inc();
+    // A miss that fills the cache, a hit, and a miss for a message that does not exist.
+    assert.equal(await cached.get(digest), 'cached');
+    assert.equal(await cached.get(digest), 'cached');
+    assert.equal(await cached.get(absent), undefined);
     const after = await scrape();
-    assert.equal(
-      (sample(after, 'digestd_cache_hits_total') ?? 0) - (sample(before, 'digestd_cache_hits_total') ?? 0),
-      2,
-    );
-    assert.equal(
-      (sample(after, 'digestd_cache_misses_total') ?? 0) -
-        (sample(before, 'digestd_cache_misses_total') ?? 0),
-      1,
-    );
+    const change = (name: string) => (sample(after, name) ?? 0) - (sample(before, name) ?? 0);
+    assert.equal(change('digestd_cache_hits_total'), 1);
+    assert.equal(change('digestd_cache_misses_total'), 2);
+  });
+
+  it('exposes request latency buckets that are cumulative and add up to the request count', async () => {
+    await post('bucketed');
+    await post('bucketed');
+    const text = await scrape();
+    const labels = 'method="POST",route="/messages",status="201"';
+    const bounds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    const buckets = [...bounds.map(String), '+Inf'].map((le) => {
+      const series = `digestd_http_request_duration_seconds_bucket{le="${le}",${labels}}`;
+      const value = sample(text, series);
+      assert.notEqual(value, undefined, series);
+      return value!;
+    });
+    for (let index = 1; index < buckets.length; index += 1) {
+      assert.ok(buckets[index]! >= buckets[index - 1]!, `buckets not cumulative: ${buckets.join(' ')}`);
+    }
+    const count = sample(text, `digestd_http_request_duration_seconds_count{${labels}}`);
+    const sum = sample(text, `digestd_http_request_duration_seconds_sum{${labels}}`);
+    assert.ok(count !== undefined && count >= 2, `count ${count}`);
+    assert.equal(buckets.at(-1), count);
+    assert.equal(sample(text, `digestd_http_requests_total{${labels}}`), count);
+    assert.ok(sum !== undefined && sum > 0, `sum ${sum}`);
   });
 
   it('is absent from the public listener when served elsewhere', async () => {
