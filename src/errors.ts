@@ -110,6 +110,17 @@ export class BatchTooLarge extends DigestdError {
   }
 }
 
+/** A lookup whose answer would hold more than --max-answer-bytes of messages. */
+export class AnswerTooLarge extends DigestdError {
+  constructor(limitBytes: number) {
+    super(
+      `The answer would hold more than ${limitBytes} bytes of messages (--max-answer-bytes); ask for fewer digests per request.`,
+      'ANSWER_TOO_LARGE',
+      413,
+    );
+  }
+}
+
 const TOKEN_CHALLENGE = Object.freeze({ 'www-authenticate': 'Bearer realm="digestd"' });
 const INVALID_TOKEN_CHALLENGE = Object.freeze({
   'www-authenticate': 'Bearer realm="digestd", error="invalid_token"',

@@ -184,6 +184,14 @@ export const SCHEMA = {
         max: 512 * MiB,
         help: 'Largest message accepted, in UTF-8 bytes (suffixes K, M, G; KiB, MiB, GiB). Larger answers 413.',
       },
+      maxAnswerBytes: {
+        kind: 'bytes',
+        flag: 'max-answer-bytes',
+        default: 16 * MiB,
+        min: 1,
+        max: 512 * MiB,
+        help: 'Most bytes of messages one POST /messages/lookup answers (suffixes K, M, G; KiB, MiB, GiB). More answers 413.',
+      },
       batchMax: {
         kind: 'integer',
         default: 1000,

@@ -30,6 +30,8 @@ export interface HttpOptions {
   maxMessageBytes: number;
   /** Most items in one POST /messages/batch or /messages/lookup. */
   batchMax: number;
+  /** Most UTF-8 bytes of messages in one lookup's answer. */
+  maxAnswerBytes: number;
   /** Proxies trusted to name the client in X-Forwarded-For (request.ip); nobody when absent. */
   trustProxy: readonly string[] | undefined;
 }
@@ -150,7 +152,11 @@ export function buildApp(options: AppOptions): FastifyInstance {
   if (protection.rateLimit) void app.register(rateLimit, protection.rateLimit);
   void app.register(docs);
 
-  void app.register(messageRoutes, { maxMessageBytes: http.maxMessageBytes, batchMax: http.batchMax });
+  void app.register(messageRoutes, {
+    maxMessageBytes: http.maxMessageBytes,
+    batchMax: http.batchMax,
+    maxAnswerBytes: http.maxAnswerBytes,
+  });
   void app.register(healthRoutes, { storeTimeoutMs: options.storeTimeoutMs, notReady: options.notReady });
   if (options.metrics !== false) void app.register(metricsRoutes, { collect: options.metrics.collect });
   void app.register(pageRoutes);

@@ -36,6 +36,7 @@ const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> 
     ['--disk-reserve', 'DIGESTD_DISK_RESERVE'],
     ['--cache-bytes', 'DIGESTD_CACHE_BYTES'],
     ['--redis-wait-replicas', 'DIGESTD_REDIS_WAIT_REPLICAS'],
+    ['--max-answer-bytes', 'DIGESTD_MAX_ANSWER_BYTES'],
     ['--batch-max', 'DIGESTD_BATCH_MAX'],
     ['--metrics-port', 'DIGESTD_METRICS_PORT'],
     ['--metrics-host', 'DIGESTD_METRICS_HOST'],

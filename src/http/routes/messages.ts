@@ -1,6 +1,7 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import { digestHexOf, digestOf, formatDigest, parseDigest } from '../../digest.js';
-import { MessageNotFound } from '../../errors.js';
+import { digestHexOf, digestOf, formatDigest, parseDigest, type Digest } from '../../digest.js';
+import { AnswerTooLarge, MessageNotFound } from '../../errors.js';
 import { IMMUTABLE_CACHE_CONTROL, sendError } from '../answer.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
@@ -13,7 +14,16 @@ export interface MessageRoutesOptions {
   maxMessageBytes: number;
   /** Most items in one batch or lookup. */
   batchMax: number;
+  /** Most UTF-8 bytes of messages in one lookup's answer. */
+  maxAnswerBytes: number;
 }
+
+/**
+ * Digests a lookup reads at once before it checks the bound and yields the event loop: few enough
+ * that one slice of large messages holds the loop briefly, enough that a network store gets them
+ * in one round trip.
+ */
+const LOOKUP_SLICE = 8;
 
 /**
  * The answer to every miss: an error is answered by what it carries (message, code, status,
@@ -65,11 +75,28 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
   );
 
   app.post('/messages/lookup', { schema: lookupSchema }, async (request, reply) => {
-    const digests = digestsFromBody(request.body, options.batchMax);
-    const found = await Promise.all(digests.map((digest) => store.get(digest)));
+    // A digest named twice is read once (the answer has one key per digest anyway); a Map keeps
+    // the order in which each was first named.
+    const unique = new Map<string, Digest>();
+    for (const digest of digestsFromBody(request.body, options.batchMax))
+      unique.set(formatDigest(digest), digest);
+    const named = [...unique];
     // No prototype: no key can reach Object.prototype (keys are hex here anyway).
     const messages = Object.create(null) as Record<string, string | null>;
-    digests.forEach((digest, index) => (messages[formatDigest(digest)] = found[index] ?? null));
+    let answerBytes = 0;
+    for (let start = 0; start < named.length; start += LOOKUP_SLICE) {
+      // Other requests on this worker are served between slices (LMDB reads synchronously).
+      if (start > 0) await nextTurn();
+      const slice = named.slice(start, start + LOOKUP_SLICE);
+      const found = await Promise.all(slice.map(([, digest]) => store.get(digest)));
+      slice.forEach(([hex], index) => {
+        const message = found[index];
+        if (message !== undefined) answerBytes += Buffer.byteLength(message);
+        messages[hex] = message ?? null;
+      });
+      // Refused before anything is serialized, once the messages read pass the bound.
+      if (answerBytes > options.maxAnswerBytes) throw new AnswerTooLarge(options.maxAnswerBytes);
+    }
     return reply.send({ messages });
   });
 
