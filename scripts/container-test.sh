@@ -4,7 +4,8 @@
 # certificate verified, `podman healthcheck run` (also for `serve --port <another>`), podman
 # restarting the container after the primary is SIGKILLed with the data kept, `podman stop`
 # draining with exit 0 and JSON logs, a non-root user and nothing but dist/ and production
-# dependencies in the image.
+# dependencies in the image; the image's user, volume, stop signal, entrypoint and command as
+# `podman image inspect` reads them.
 #
 # No container registry is reachable here, so the base image the Dockerfile names
 # (node:20-bookworm-slim) is stood in by a local image of that name: a Debian bookworm minbase
@@ -119,6 +120,17 @@ fi
 healthcheck=$("${podman[@]}" image inspect --format '{{json .HealthCheck}}' "$IMAGE")
 echo "HEALTHCHECK: $healthcheck"
 grep -q '/app/deploy/healthcheck.mjs' <<<"$healthcheck" || fail "the image lost its HEALTHCHECK"
+# What the Dockerfile declares for whoever runs the image, as the engine reads it.
+image_config=$("${podman[@]}" image inspect \
+  --format '{{.Config.User}}|{{json .Config.Volumes}}|{{.Config.StopSignal}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}' "$IMAGE")
+echo "User|Volumes|StopSignal|Entrypoint|Cmd: $image_config"
+IFS='|' read -r image_user image_volumes image_stop_signal image_entrypoint image_cmd <<<"$image_config"
+[ "$image_user" = node ] || fail "the image's user is '$image_user', not node"
+[ "$image_volumes" = '{"/var/lib/digestd":{}}' ] || fail "the image's volumes are $image_volumes, not /var/lib/digestd"
+# The primary drains its workers on SIGTERM; the engine may show the signal by name or number.
+case "$image_stop_signal" in SIGTERM | 15 | "") ;; *) fail "the image stops with $image_stop_signal, not SIGTERM" ;; esac
+[ "$image_entrypoint" = '["node","/app/bin/digestd"]' ] || fail "the image's entrypoint is $image_entrypoint"
+[ "$image_cmd" = '["serve"]' ] || fail "the image's command is $image_cmd, not serve"
 
 # --- What the image holds ----------------------------------------------------------------------
 step "the image runs as a non-root user and holds dist/ and production dependencies only"

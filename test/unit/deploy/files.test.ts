@@ -6,12 +6,10 @@ import { fileURLToPath } from 'node:url';
 const deployFile = (name: string) => fileURLToPath(new URL(`../../../deploy/${name}`, import.meta.url));
 
 describe('deploy files', () => {
-  it('the Dockerfile and compose.yaml run that health check and keep the data in a volume', async () => {
-    const dockerfile = await readFile(deployFile('Dockerfile'), 'utf8');
-    assert.match(dockerfile, /^COPY deploy\/healthcheck\.mjs \.\/deploy\/healthcheck\.mjs$/m);
-    assert.match(dockerfile, /CMD \["node", "\/app\/deploy\/healthcheck\.mjs"\]/);
-    assert.match(dockerfile, /^USER node$/m);
-    assert.match(dockerfile, /^VOLUME \/var\/lib\/digestd$/m);
+  // The Dockerfile is checked by the programs that read it: scripts/container-test.sh builds it
+  // with buildah and checks the image's user, volume, health check, stop signal and entrypoint
+  // with podman. compose.yaml has no engine in the unit tier, so its settings are checked here.
+  it('compose.yaml runs the image health check and keeps the data in a volume', async () => {
     const compose = await readFile(deployFile('compose.yaml'), 'utf8');
     for (const text of [
       'restart: always',
