@@ -14,7 +14,6 @@ const NOT_ANSWERS = new Set([
   'INVALID_TLS_FILES',
   'STORE_REFUSED',
   'BACKUP_INVALID',
-  'STORE_REFUSED',
 ]);
 
 describe("the README's error table", () => {
