@@ -1,90 +1,68 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { settingsHelp } from '../../src/config/help.js';
 import { loadConfig } from '../../src/config/load.js';
-import { SCHEMA, type Command } from '../../src/config/schema.js';
+import { settingOf } from '../../src/config/names.js';
+import { SCHEMA, type Command, type GroupName, type SettingSpec } from '../../src/config/schema.js';
 import { InvalidConfig } from '../../src/errors.js';
 
-/**
- * Every flag and environment variable digestd has ever documented, per subcommand. Scripts,
- * unit files and container environments name them, so none may change when the schema is
- * reorganised; a new setting is added here on purpose, and a renamed one keeps its former name
- * working (formerFlag in the schema, tested below).
- */
-const NAMES: Record<Command, readonly (readonly [flag: string, env: string])[]> = {
-  serve: [
-    ['--port', 'DIGESTD_PORT'],
-    ['--host', 'DIGESTD_HOST'],
-    ['--data-dir', 'DIGESTD_DATA_DIR'],
-    ['--tls', 'DIGESTD_TLS'],
-    ['--tls-cert', 'DIGESTD_TLS_CERT'],
-    ['--tls-key', 'DIGESTD_TLS_KEY'],
-    ['--tls-san', 'DIGESTD_TLS_SAN'],
-    ['--acme-domain', 'DIGESTD_ACME_DOMAIN'],
-    ['--acme-email', 'DIGESTD_ACME_EMAIL'],
-    ['--acme-directory', 'DIGESTD_ACME_DIRECTORY'],
-    ['--acme-ca-cert', 'DIGESTD_ACME_CA_CERT'],
-    ['--acme-challenge', 'DIGESTD_ACME_CHALLENGE'],
-    ['--acme-http-port', 'DIGESTD_ACME_HTTP_PORT'],
-    ['--acme-renew-before', 'DIGESTD_ACME_RENEW_BEFORE'],
-    ['--max-message-bytes', 'DIGESTD_MAX_MESSAGE_BYTES'],
-    ['--log-level', 'DIGESTD_LOG_LEVEL'],
-    ['--log-format', 'DIGESTD_LOG_FORMAT'],
-    ['--store', 'DIGESTD_STORE'],
-    ['--store-wait', 'DIGESTD_STORE_WAIT'],
-    ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
-    ['--disk-reserve', 'DIGESTD_DISK_RESERVE'],
-    ['--cache-bytes', 'DIGESTD_CACHE_BYTES'],
-    ['--redis-wait-replicas', 'DIGESTD_REDIS_WAIT_REPLICAS'],
-    ['--max-answer-bytes', 'DIGESTD_MAX_ANSWER_BYTES'],
-    ['--batch-max', 'DIGESTD_BATCH_MAX'],
-    ['--metrics-port', 'DIGESTD_METRICS_PORT'],
-    ['--metrics-host', 'DIGESTD_METRICS_HOST'],
-    ['--write-token', 'DIGESTD_WRITE_TOKEN'],
-    ['--write-token-file', 'DIGESTD_WRITE_TOKEN_FILE'],
-    ['--rate-limit', 'DIGESTD_RATE_LIMIT'],
-    ['--max-event-loop-delay', 'DIGESTD_MAX_EVENT_LOOP_DELAY'],
-    ['--max-heap-used', 'DIGESTD_MAX_HEAP_USED'],
-    ['--max-rss', 'DIGESTD_MAX_RSS'],
-    ['--workers', 'DIGESTD_WORKERS'],
-    ['--shutdown-timeout', 'DIGESTD_SHUTDOWN_TIMEOUT'],
-    ['--worker-timeout', 'DIGESTD_WORKER_TIMEOUT'],
-    ['--log-file', 'DIGESTD_LOG_FILE'],
-    ['--log-max-size', 'DIGESTD_LOG_MAX_SIZE'],
-    ['--log-max-files', 'DIGESTD_LOG_MAX_FILES'],
-    ['--headers-timeout', 'DIGESTD_HEADERS_TIMEOUT'],
-    ['--request-timeout', 'DIGESTD_REQUEST_TIMEOUT'],
-    ['--keep-alive-timeout', 'DIGESTD_KEEP_ALIVE_TIMEOUT'],
-    ['--max-header-bytes', 'DIGESTD_MAX_HEADER_BYTES'],
-    ['--max-url-bytes', 'DIGESTD_MAX_URL_BYTES'],
-    ['--max-connections', 'DIGESTD_MAX_CONNECTIONS'],
-    ['--trust-proxy', 'DIGESTD_TRUST_PROXY'],
-  ],
-  migrate: [
-    ['--from', 'DIGESTD_MIGRATE_FROM'],
-    ['--to', 'DIGESTD_MIGRATE_TO'],
-    ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
-    ['--redis-wait-replicas', 'DIGESTD_REDIS_WAIT_REPLICAS'],
-  ],
-  verify: [
-    ['--data-dir', 'DIGESTD_DATA_DIR'],
-    ['--store', 'DIGESTD_STORE'],
-    ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
-    ['--backup', 'DIGESTD_VERIFY_BACKUP'],
-  ],
-  backup: [
-    ['--data-dir', 'DIGESTD_DATA_DIR'],
-    ['--store', 'DIGESTD_STORE'],
-    ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
-    ['--to', 'DIGESTD_BACKUP_TO'],
-  ],
-  restore: [
-    ['--from', 'DIGESTD_RESTORE_FROM'],
-    ['--to', 'DIGESTD_RESTORE_TO'],
-    ['--store-timeout', 'DIGESTD_STORE_TIMEOUT'],
-    ['--redis-wait-replicas', 'DIGESTD_REDIS_WAIT_REPLICAS'],
-  ],
-};
+const execFileAsync = promisify(execFile);
+const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+/** One row of `digestd <command> --help`, its wrapped lines joined. */
+interface HelpRow {
+  flag: string;
+  negated: boolean;
+  placeholder: string | undefined;
+  text: string;
+}
+
+/** The options rows `digestd <command> --help` prints (80 columns: stdout is a pipe). */
+async function helpRows(command: Command): Promise<HelpRow[]> {
+  const { stdout } = await execFileAsync(process.execPath, [
+    '--import',
+    'tsx',
+    mainScript,
+    command,
+    '--help',
+  ]);
+  const options = stdout.slice(stdout.indexOf(':\n', stdout.indexOf('Options')) + 2);
+  const rows: string[] = [];
+  for (const line of options.split('\n').filter(Boolean)) {
+    if (line.startsWith('  --')) rows.push(line);
+    else if (rows.length > 0 && /^ {3,}\S/.test(line)) rows[rows.length - 1] += ` ${line.trim()}`;
+    else assert.fail(`a --help line that is neither a row nor its continuation: ${line}`);
+  }
+  return rows.map((row) => {
+    const match = /^ {2}--([a-z-]+)(?:(, --no-\1)| (\S+))? +(.*)$/.exec(row);
+    assert.ok(match, `a --help row that does not start with a flag: ${row}`);
+    return { flag: match[1]!, negated: match[2] !== undefined, placeholder: match[3], text: match[4]! };
+  });
+}
+
+/** A --help default as the value it stands for: byte sizes written in KiB or MiB are numbers. */
+function shownDefault(text: string): string {
+  const size = /^(\d+)(KiB|MiB)$/.exec(text);
+  if (size === null) return text;
+  return String(Number(size[1]) * (size[2] === 'KiB' ? 1024 : 1024 * 1024));
+}
+
+/** The schema's settings for a command, read from SCHEMA itself. */
+function schemaSettings(command: Command) {
+  return Object.entries(SCHEMA).flatMap(([group, { settings }]) =>
+    Object.entries(settings as Record<string, SettingSpec>)
+      .filter(([, spec]) => (spec.commands ?? ['serve']).includes(command))
+      .map(([key, spec]) => ({
+        name: `${group}.${key}`,
+        spec,
+        flag: settingOf(group as GroupName, key as never).flag,
+        env: settingOf(group as GroupName, key as never).env,
+      })),
+  );
+}
 
 /** The [flag, env] pairs a subcommand's --help lists, and which of them are switches (--x, --no-x). */
 function listed(command: Command): { names: [string, string][]; switches: Set<string> } {
@@ -99,9 +77,6 @@ function listed(command: Command): { names: [string, string][]; switches: Set<st
   }
   return { names, switches };
 }
-
-const sorted = (pairs: readonly (readonly [string, string])[]) =>
-  [...pairs].map(([flag, env]) => `${flag} ${env}`).sort();
 
 /** What loading gives: the configuration, or its problems with each setting's source left out. */
 function outcome(run: () => unknown, sources: readonly string[]): unknown {
@@ -119,8 +94,35 @@ function outcome(run: () => unknown, sources: readonly string[]): unknown {
 
 describe('setting names', () => {
   for (const command of ['serve', 'migrate', 'verify', 'backup', 'restore'] as const) {
-    it(`${command} --help lists exactly the flags and environment variables it always had`, () => {
-      assert.deepEqual(sorted(listed(command).names), sorted(NAMES[command]));
+    it(`digestd ${command} --help lists every setting of the schema with its flag, default and variable, and nothing else`, async () => {
+      const rows = await helpRows(command);
+      const settings = schemaSettings(command);
+      assert.deepEqual(
+        rows.map((row) => row.flag),
+        settings.map((setting) => setting.flag),
+        "the rows of --help are the schema's settings, in its order",
+      );
+      for (const [index, setting] of settings.entries()) {
+        const row = rows[index]!;
+        const { spec } = setting;
+        assert.equal(row.negated, spec.kind === 'boolean', `${setting.name}: --no-${setting.flag}`);
+        assert.equal(row.placeholder === undefined, spec.kind === 'boolean', `${setting.name}: a value`);
+        assert.ok(row.text.startsWith(spec.help), `${setting.name}: its help line, in: ${row.text}`);
+        assert.ok(
+          row.text.endsWith(` [env ${setting.env}]`),
+          `${setting.name}: ${setting.env}, in: ${row.text}`,
+        );
+        const shown = /\(default: (.*?)\) \[env [A-Z_]+\]$/.exec(row.text)?.[1];
+        if (spec.default === undefined) assert.equal(shown, undefined, `${setting.name} has no default`);
+        else if (spec.defaultHelp !== undefined) assert.equal(shown, spec.defaultHelp, setting.name);
+        else {
+          assert.ok(
+            shown !== undefined,
+            `${setting.name}: its default ${String(spec.default)}, in: ${row.text}`,
+          );
+          assert.equal(shownDefault(shown), String(spec.default), setting.name);
+        }
+      }
     });
 
     it(`${command} reads each environment variable as the flag it pairs with`, () => {
