@@ -17,7 +17,7 @@ export interface ListenAddress {
  * answers on, and for the IPv4 wildcard it lists the machine's interfaces with
  * os.networkInterfaces(), which opens a netlink socket. Under the systemd unit's
  * RestrictAddressFamilies (no AF_NETLINK) that socket(2) fails with EAFNOSUPPORT and listen()
- * rejects although the port is bound, so every worker died at start. The caller logs the address.
+ * rejects although the port is bound, and no worker could start. The caller logs the address.
  * Since Fastify did not listen, its close() leaves the server open: stop the app with drain().
  */
 export async function listen(app: FastifyInstance, where: ListenAddress): Promise<AddressInfo> {

@@ -5,8 +5,8 @@ type LogMethod = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 /**
  * A request's logger that makes its pino child (with the request id bound) only when something
  * logs through it. Most requests log nothing but their access line, which is written from a
- * template (src/log/access-line.ts); a pino child per request cost about as much as the rest of
- * the logging and drove V8 into slow property definitions on every request.
+ * template (src/log/access-line.ts); a pino child made for every request is work most requests
+ * never use, and it drives V8 into slow property definitions on each one.
  */
 export class RequestLogger {
   readonly #parent: Logger;

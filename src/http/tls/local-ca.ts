@@ -76,9 +76,9 @@ export interface LocalCertificate {
  * Loads the local CA and its server certificate from `<dataDir>/tls/`, creating what is missing:
  * the CA on first start, a server certificate when there is none, when it is within
  * REISSUE_BEFORE_DAYS of its end, when it lacks one of the wanted names or when another CA signed
- * it. A directory holding the single self-signed certificate of earlier versions is upgraded in
- * place. A CA or server certificate file found empty or cut short (a power cut while it was written)
- * is made again. Keys are written with mode 0600, every file durably (see writeFileDurably).
+ * it. A directory holding a lone self-signed certificate without a CA is upgraded in place. A CA
+ * or server certificate file found empty or cut short (a power cut while it was written) is made
+ * again. Keys are written with mode 0600, every file durably (see writeFileDurably).
  */
 export async function ensureLocalCertificate(options: LocalCertificateOptions): Promise<LocalCertificate> {
   const paths = localCaPaths(options.dataDir);
