@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import process from 'node:process';
 import { rootCertificates } from 'node:tls';
 import { URL } from 'node:url';
-import { loadConfig } from '../dist/config.js';
+import { loadConfig } from '../dist/config/load.js';
 import { LISTEN_FILE, readListenFile } from '../dist/process/listen-file.js';
 
 const TIMEOUT_MS = 2500;
