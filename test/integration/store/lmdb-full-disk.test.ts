@@ -221,6 +221,9 @@ describe('LMDB on a filling disk, with stdout and stderr on that disk', { skip: 
     }
     assert.equal(resumed?.status, 201, resumed?.body);
     acknowledged.set(digestOf(text).toString('hex'), text);
+    // The worker that took the write has seen the space; the others see it at their next free-space
+    // check (every 250 ms), so /readyz is asked after a few of those.
+    await sleep(1000);
     for (let attempt = 0; attempt < 2 * WORKERS; attempt += 1) {
       const reply = await readyz();
       assert.equal(reply.status, 200, reply.body);
