@@ -40,10 +40,9 @@ async function readLogFiles(directory: string) {
   return Promise.all(
     names.map(async (name) => {
       const content = await readFile(path.join(directory, name), 'utf8');
-      assert.ok(content.endsWith('\n'), `${name} ends with a whole line`);
-      const lines = content
-        .slice(0, -1)
-        .split('\n')
+      // Empty when the last write reached the size: the file is rotated right after that write.
+      assert.ok(content === '' || content.endsWith('\n'), `${name} ends with a whole line`);
+      const lines = (content === '' ? [] : content.slice(0, -1).split('\n'))
         .map((line, index) => {
           try {
             return JSON.parse(line) as Record<string, unknown>;
@@ -101,8 +100,9 @@ describe('log file rotation', () => {
       files.map((file) => file.name),
       [LOG_NAME, `${LOG_NAME}.1`, `${LOG_NAME}.2`],
     );
-    // The newest lines survive: the shutdown is in the current file.
-    assert.ok(files[0]?.lines.some((line) => line.msg === 'stopped'));
+    // The newest lines survive: the shutdown is in the newest file that has lines.
+    const newest = files.find((file) => file.lines.length > 0);
+    assert.ok(newest?.lines.some((line) => line.msg === 'stopped'));
     // 300 access lines need far more than 12 KiB: the oldest were deleted.
     const access = files.flatMap((file) => file.lines).filter((line) => line.msg === 'request');
     assert.ok(access.length < 300);
