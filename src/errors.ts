@@ -110,11 +110,11 @@ export class BatchTooLarge extends DigestdError {
   }
 }
 
-/** A lookup whose answer would hold more than --max-answer-bytes of messages. */
+/** A lookup whose answer would hold more than --max-answer-size of messages. */
 export class AnswerTooLarge extends DigestdError {
   constructor(limitBytes: number) {
     super(
-      `The answer would hold more than ${limitBytes} bytes of messages (--max-answer-bytes); ask for fewer digests per request.`,
+      `The answer would hold more than ${limitBytes} bytes of messages (--max-answer-size); ask for fewer digests per request.`,
       'ANSWER_TOO_LARGE',
       413,
     );

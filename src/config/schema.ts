@@ -178,7 +178,8 @@ export const SCHEMA = {
     settings: {
       maxMessageBytes: {
         kind: 'bytes',
-        flag: 'max-message-bytes',
+        flag: 'max-message-size',
+        formerFlag: 'max-message-bytes',
         default: 1 * MiB,
         min: 1,
         max: 512 * MiB,
@@ -186,7 +187,8 @@ export const SCHEMA = {
       },
       maxAnswerBytes: {
         kind: 'bytes',
-        flag: 'max-answer-bytes',
+        flag: 'max-answer-size',
+        formerFlag: 'max-answer-bytes',
         default: 16 * MiB,
         min: 1,
         max: 512 * MiB,
@@ -342,7 +344,8 @@ export const SCHEMA = {
       },
       cacheBytes: {
         kind: 'bytes',
-        flag: 'cache-bytes',
+        flag: 'cache-size',
+        formerFlag: 'cache-bytes',
         default: 64 * MiB,
         min: 0,
         max: 64 * 1024 * MiB,
@@ -476,7 +479,8 @@ export const SCHEMA = {
       },
       maxHeaderBytes: {
         kind: 'bytes',
-        flag: 'max-header-bytes',
+        flag: 'max-header-size',
+        formerFlag: 'max-header-bytes',
         default: 16 * 1024,
         min: 1024,
         max: 1 * MiB,
@@ -484,11 +488,12 @@ export const SCHEMA = {
       },
       maxUrlBytes: {
         kind: 'bytes',
-        flag: 'max-url-bytes',
+        flag: 'max-url-length',
+        formerFlag: 'max-url-bytes',
         default: 8 * 1024,
         min: 128,
         max: 1 * MiB,
-        help: 'Longest request URL, in bytes. Longer answers 414 (431 beyond --max-header-bytes).',
+        help: 'Longest request URL, in bytes. Longer answers 414 (431 beyond --max-header-size).',
       },
       maxConnections: {
         kind: 'integer',

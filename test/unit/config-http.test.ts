@@ -20,8 +20,8 @@ describe('configuration of batches, metrics and protection', () => {
     const config = loadConfig([], {});
     assert.equal(config.http.batchMax, 1000);
     assert.equal(config.http.maxAnswerBytes, 16 * 1024 * 1024);
-    assert.equal(loadConfig(['--max-answer-bytes', '4MiB'], {}).http.maxAnswerBytes, 4 * 1024 * 1024);
-    assert.equal(loadConfig([], { DIGESTD_MAX_ANSWER_BYTES: '2M' }).http.maxAnswerBytes, 2 * 1024 * 1024);
+    assert.equal(loadConfig(['--max-answer-size', '4MiB'], {}).http.maxAnswerBytes, 4 * 1024 * 1024);
+    assert.equal(loadConfig([], { DIGESTD_MAX_ANSWER_SIZE: '2M' }).http.maxAnswerBytes, 2 * 1024 * 1024);
     assert.equal(config.metrics.port, undefined);
     assert.equal(config.metrics.host, '127.0.0.1');
     assert.equal(config.protection.writeTokens, undefined);

@@ -182,9 +182,34 @@ describe('former setting names', () => {
     assert.doesNotMatch(settingsHelp('serve'), /delay-ms/);
   });
 
-  it('no flag names the unit of its time: the key does, and --help shows it', () => {
-    for (const command of ['serve', 'migrate', 'verify'] as const) {
-      for (const [flag] of listed(command).names) assert.doesNotMatch(flag, /-(ms|seconds|days)$/, flag);
+  it('reads the byte flags that named their unit (--max-message-bytes, --cache-bytes...) under their current names', () => {
+    const former = loadConfig(
+      [
+        '--max-message-bytes',
+        '2KiB',
+        '--max-header-bytes',
+        '4KiB',
+        '--max-url-bytes',
+        '1KiB',
+        '--max-answer-bytes',
+        '8KiB',
+      ],
+      { DIGESTD_CACHE_BYTES: '3MiB' },
+    );
+    assert.equal(former.http.maxMessageBytes, 2048);
+    assert.equal(former.http.maxAnswerBytes, 8192);
+    assert.equal(former.store.cacheBytes, 3 * 1024 * 1024);
+    assert.equal(
+      loadConfig(['--max-message-bytes', '2KiB', '--max-message-size', '3KiB'], {}).http.maxMessageBytes,
+      3072,
+    );
+    assert.doesNotMatch(settingsHelp('serve'), /-bytes\b/);
+  });
+
+  it('no flag names its unit: the key does, and --help shows it', () => {
+    for (const command of ['serve', 'migrate', 'verify', 'backup', 'restore'] as const) {
+      for (const [flag] of listed(command).names)
+        assert.doesNotMatch(flag, /-(ms|seconds|days|bytes)$/, flag);
     }
   });
 });

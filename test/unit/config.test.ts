@@ -26,8 +26,8 @@ describe('configuration', () => {
   });
 
   it('parses byte sizes with units', () => {
-    assert.equal(loadConfig(['--max-message-bytes', '64KiB'], {}).http.maxMessageBytes, 65536);
-    assert.equal(loadConfig(['--max-message-bytes', '2M'], {}).http.maxMessageBytes, 2 * 1024 * 1024);
+    assert.equal(loadConfig(['--max-message-size', '64KiB'], {}).http.maxMessageBytes, 65536);
+    assert.equal(loadConfig(['--max-message-size', '2M'], {}).http.maxMessageBytes, 2 * 1024 * 1024);
   });
 
   it('--no-tls turns TLS off, over the environment', () => {
@@ -37,13 +37,13 @@ describe('configuration', () => {
 
   it('reports every bad setting at once, by name', () => {
     assert.throws(
-      () => loadConfig(['--port', '70000', '--log-level', 'loud'], { DIGESTD_MAX_MESSAGE_BYTES: '1 parsec' }),
+      () => loadConfig(['--port', '70000', '--log-level', 'loud'], { DIGESTD_MAX_MESSAGE_SIZE: '1 parsec' }),
       (error: unknown) => {
         assert.ok(error instanceof InvalidConfig);
         assert.equal(error.problems.length, 3);
         assert.match(error.message, /--port: must be at most 65535/);
         assert.match(error.message, /--log-level/);
-        assert.match(error.message, /DIGESTD_MAX_MESSAGE_BYTES/);
+        assert.match(error.message, /DIGESTD_MAX_MESSAGE_SIZE/);
         return true;
       },
     );
@@ -77,9 +77,9 @@ describe('configuration: connection protection', () => {
   });
 
   it('reads flags and environment variables', () => {
-    const config = loadConfig(['--headers-timeout', '2000', '--max-header-bytes', '32KiB'], {
+    const config = loadConfig(['--headers-timeout', '2000', '--max-header-size', '32KiB'], {
       DIGESTD_MAX_CONNECTIONS: '0',
-      DIGESTD_MAX_URL_BYTES: '2K',
+      DIGESTD_MAX_URL_LENGTH: '2K',
     });
     assert.equal(config.connection.headersTimeoutMs, 2000);
     assert.equal(config.connection.maxHeaderBytes, 32 * 1024);

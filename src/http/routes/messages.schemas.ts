@@ -53,7 +53,7 @@ export const storeMessageSchema = {
     ...errors({
       400: 'Invalid JSON, UTF-8 or message',
       401: 'A write token is required',
-      413: 'The message is over --max-message-bytes',
+      413: 'The message is over --max-message-size',
       415: 'Unsupported Content-Type or charset',
       503: 'The store could not take the write (STORE_UNAVAILABLE); retry',
       507: 'The store is out of space (INSUFFICIENT_STORAGE); retry once space is freed',

@@ -36,7 +36,7 @@ describe('digestd command line', () => {
   it('--help lists serve and every setting with its environment variable', async () => {
     const result = await digestd(['--help']);
     assert.equal(result.code, 0);
-    for (const text of ['serve', '--port', 'DIGESTD_PORT', '--data-dir', '--no-tls', '--max-message-bytes']) {
+    for (const text of ['serve', '--port', 'DIGESTD_PORT', '--data-dir', '--no-tls', '--max-message-size']) {
       assert.ok(result.stdout.includes(text), `help mentions ${text}`);
     }
   });
@@ -55,12 +55,12 @@ describe('digestd command line', () => {
 
   it('invalid settings stop start-up with exit 2, naming each bad setting', async () => {
     const result = await digestd(['serve', '--port', 'eighty', '--log-level', 'loud'], {
-      DIGESTD_MAX_MESSAGE_BYTES: '-1',
+      DIGESTD_MAX_MESSAGE_SIZE: '-1',
     });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /--port/);
     assert.match(result.stderr, /--log-level/);
-    assert.match(result.stderr, /DIGESTD_MAX_MESSAGE_BYTES/);
+    assert.match(result.stderr, /DIGESTD_MAX_MESSAGE_SIZE/);
   });
 
   it('an unknown flag exits 2, with the flag it is one or two typing mistakes from', async () => {

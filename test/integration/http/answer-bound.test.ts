@@ -22,7 +22,7 @@ describe('answers are bounded in bytes', () => {
 
   before(async () => {
     server = await startServer({ args: ['--no-tls', '--workers', '1'] });
-    // Five 1 MiB messages a batch: within the body limit (six times --max-message-bytes).
+    // Five 1 MiB messages a batch: within the body limit (six times --max-message-size).
     for (let start = 0; start < STORED; start += 5) {
       const stored = await request(`${server.url}/messages/batch`, {
         method: 'POST',
@@ -54,12 +54,12 @@ describe('answers are bounded in bytes', () => {
     });
   }
 
-  it('answers 413 ANSWER_TOO_LARGE past --max-answer-bytes and 200 within it, once per digest', async () => {
+  it('answers 413 ANSWER_TOO_LARGE past --max-answer-size and 200 within it, once per digest', async () => {
     const tooMany = await lookup(digests);
     assert.equal(tooMany.status, 413);
     const error = tooMany.json<{ code: string; err_msg: string }>();
     assert.equal(error.code, 'ANSWER_TOO_LARGE');
-    assert.match(error.err_msg, /--max-answer-bytes/);
+    assert.match(error.err_msg, /--max-answer-size/);
 
     const within = await lookup(digests.slice(0, 10));
     assert.equal(within.status, 200);

@@ -56,9 +56,9 @@ describe('every answer has the same shape, headers and log line', () => {
         '1',
         '--headers-timeout',
         '500',
-        '--max-header-bytes',
+        '--max-header-size',
         '4KiB',
-        '--max-url-bytes',
+        '--max-url-length',
         '1KiB',
       ],
     });

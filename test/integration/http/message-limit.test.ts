@@ -62,7 +62,7 @@ describe('the message limit is about the message', () => {
   let server: RunningServer;
   before(async () => {
     server = await startServer({
-      args: ['--no-tls', '--workers', '1', '--max-message-bytes', String(LIMIT)],
+      args: ['--no-tls', '--workers', '1', '--max-message-size', String(LIMIT)],
     });
   });
   after(async () => {
@@ -72,7 +72,7 @@ describe('the message limit is about the message', () => {
   const post = (body: string, contentType = 'application/json') =>
     request(`${server.url}/messages`, { method: 'POST', headers: { 'content-type': contentType }, body });
 
-  it('stores a message of exactly --max-message-bytes sent with every byte escaped (six times the body)', async () => {
+  it('stores a message of exactly --max-message-size sent with every byte escaped (six times the body)', async () => {
     const message = '\u0001'.repeat(LIMIT);
     const body = escapedBody(message);
     assert.ok(body.length > 6 * LIMIT);

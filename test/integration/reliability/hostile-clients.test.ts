@@ -34,9 +34,9 @@ describe('hostile clients against short limits', () => {
         '1500',
         '--keep-alive-timeout',
         '1500',
-        '--max-header-bytes',
+        '--max-header-size',
         '4KiB',
-        '--max-url-bytes',
+        '--max-url-length',
         '1KiB',
       ],
     });
@@ -147,7 +147,7 @@ describe('hostile clients against short limits', () => {
     assert.deepEqual(JSON.parse(responses[2]!.body), { message: first });
   });
 
-  it('answers 431 HEADERS_TOO_LARGE when the headers pass --max-header-bytes', async () => {
+  it('answers 431 HEADERS_TOO_LARGE when the headers pass --max-header-size', async () => {
     const socket = await openTls(server);
     const received = receiveUntilClose(socket);
     socket.write(`GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(5000)}\r\n\r\n`);
@@ -160,7 +160,7 @@ describe('hostile clients against short limits', () => {
     });
   });
 
-  it('answers 414 URI_TOO_LONG for a URL over --max-url-bytes, and 431 past the header limit', async () => {
+  it('answers 414 URI_TOO_LONG for a URL over --max-url-length, and 431 past the header limit', async () => {
     const long = await request(`${server.url}/messages/${'a'.repeat(1100)}`, { ca: server.ca });
     assert.equal(long.status, 414);
     assert.equal(long.headers['content-type'], 'application/json');

@@ -66,7 +66,7 @@ describe('Redis Cluster failover under load', { skip: skip ?? false }, () => {
       args: [
         '--store',
         cluster.url,
-        '--cache-bytes',
+        '--cache-size',
         '0',
         '--store-timeout',
         String(STORE_TIMEOUT_MS),

@@ -11,7 +11,7 @@ let app: FastifyInstance;
 /** How many times putMany and put were called on the store. */
 const calls = { put: 0, putMany: 0 };
 before(async () => {
-  testApp = await buildTestApp(['--max-message-bytes', '1024', '--batch-max', '5']);
+  testApp = await buildTestApp(['--max-message-size', '1024', '--batch-max', '5']);
   app = testApp.app;
   // Count calls on the real store to see that a batch is one putMany (one durable commit).
   const store = testApp.store as MessageStore & Record<string, unknown>;

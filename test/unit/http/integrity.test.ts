@@ -24,7 +24,7 @@ before(async () => {
       done();
     },
   });
-  testApp = await buildTestApp(['--max-message-bytes', '1024'], {
+  testApp = await buildTestApp(['--max-message-size', '1024'], {
     logger: createLogger({ level: 'info', destination }),
   });
   ({ app, store } = testApp);

@@ -7,7 +7,7 @@ import { sha256Hex } from '../../harness/sha256.js';
 
 const FOO_DIGEST = '2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae';
 
-const testApp = useTestApp(['--max-message-bytes', '1024']);
+const testApp = useTestApp(['--max-message-size', '1024']);
 
 function post(payload: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   const options: InjectOptions = { method: 'POST', url: '/messages', headers };

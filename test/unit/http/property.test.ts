@@ -11,10 +11,10 @@ import { sha256Hex } from '../../harness/sha256.js';
  * (replay with fc.assert(..., { seed, path })).
  */
 
-const MAX_MESSAGE_BYTES = 4096;
+const MAX_MESSAGE_SIZE = 4096;
 const RUNS = 300;
 
-const testApp = useTestApp(['--max-message-bytes', String(MAX_MESSAGE_BYTES)]);
+const testApp = useTestApp(['--max-message-size', String(MAX_MESSAGE_SIZE)]);
 
 function postJson(payload: string | Buffer, contentType = 'application/json') {
   return testApp.app.inject({
@@ -110,8 +110,8 @@ describe('property: messages round-trip with their SHA-256 digest', () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom('a', 'é', '한', '\u{1f600}'), async (unit) => {
         const unitBytes = Buffer.byteLength(unit);
-        const fitting = unit.repeat(Math.floor(MAX_MESSAGE_BYTES / unitBytes));
-        const padded = fitting + 'a'.repeat(MAX_MESSAGE_BYTES - Buffer.byteLength(fitting));
+        const fitting = unit.repeat(Math.floor(MAX_MESSAGE_SIZE / unitBytes));
+        const padded = fitting + 'a'.repeat(MAX_MESSAGE_SIZE - Buffer.byteLength(fitting));
         await assertRoundTrip(padded);
         const over = await postJson(JSON.stringify({ message: padded + 'a' }));
         assert.equal(over.statusCode, 413);

@@ -5,7 +5,7 @@ import { sha256Hex } from '../../harness/sha256.js';
 
 const TEXT = 'text/plain; charset=utf-8';
 
-const testApp = useTestApp(['--max-message-bytes', '1024']);
+const testApp = useTestApp(['--max-message-size', '1024']);
 
 function postText(payload: string | Buffer, contentType = TEXT) {
   return testApp.app.inject({

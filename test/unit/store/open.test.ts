@@ -55,7 +55,7 @@ describe('store URLs', () => {
     assert.equal(loadConfig(['--data-dir', '/srv/d'], {}).store.url, 'lmdb:/srv/d');
     assert.equal(loadConfig([], { DIGESTD_STORE: 'redis://r:1' }).store.url, 'redis://r:1');
     assert.throws(
-      () => loadConfig(['--store', 'mysql://x', '--cache-bytes', 'lots'], {}),
+      () => loadConfig(['--store', 'mysql://x', '--cache-size', 'lots'], {}),
       (error: InvalidConfig) => error.problems.length === 2 && /--store/.test(error.message),
     );
   });
