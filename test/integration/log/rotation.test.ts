@@ -42,14 +42,13 @@ async function readLogFiles(directory: string) {
       const content = await readFile(path.join(directory, name), 'utf8');
       // Empty when the last write reached the size: the file is rotated right after that write.
       assert.ok(content === '' || content.endsWith('\n'), `${name} ends with a whole line`);
-      const lines = (content === '' ? [] : content.slice(0, -1).split('\n'))
-        .map((line, index) => {
-          try {
-            return JSON.parse(line) as Record<string, unknown>;
-          } catch {
-            assert.fail(`${name} line ${index + 1} is not JSON: ${line}`);
-          }
-        });
+      const lines = (content === '' ? [] : content.slice(0, -1).split('\n')).map((line, index) => {
+        try {
+          return JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          assert.fail(`${name} line ${index + 1} is not JSON: ${line}`);
+        }
+      });
       return { name, size: (await stat(path.join(directory, name))).size, lines };
     }),
   );
