@@ -2,7 +2,7 @@ import { settingsOf, unitOf } from './names.js';
 import { MiB, type Command, type SettingSpec } from './schema.js';
 
 /** A default as a person reads it: byte sizes in KiB/MiB when they divide evenly. */
-function formatDefault(spec: SettingSpec): string {
+export function formatDefault(spec: SettingSpec): string {
   const value = spec.default;
   if (spec.defaultHelp !== undefined) return spec.defaultHelp;
   if (spec.kind === 'bytes' && typeof value === 'number' && value > 0) {
