@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { SCHEMA } from '../../../src/config/schema.js';
 
 const deployFile = (name: string) => fileURLToPath(new URL(`../../../deploy/${name}`, import.meta.url));
 
@@ -24,10 +25,8 @@ describe('deploy files', () => {
 
   it('docker run and compose put an init first and wait longer than the drain before SIGKILL', async () => {
     const readme = await readFile(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
-    // The drain lasts at most --shutdown-timeout, whose default the configuration table states.
-    const drain = /^\| `--shutdown-timeout` +\| `DIGESTD_SHUTDOWN_TIMEOUT` +\| `(\d+)` /m.exec(readme);
-    assert.ok(drain, 'the README states the default --shutdown-timeout');
-    const drainSeconds = Number(drain[1]);
+    // The drain lasts at most --shutdown-timeout.
+    const drainSeconds = SCHEMA.supervisor.settings.shutdownTimeoutSeconds.default;
     const dockerRun = readme.split('\n').find((line) => line.startsWith('docker run '));
     assert.ok(dockerRun, 'the README has a docker run line');
     assert.match(dockerRun, / --init /);
