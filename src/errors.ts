@@ -66,6 +66,16 @@ export class MessageNotFound extends DigestdError {
   }
 }
 
+/**
+ * The message was taken down (a removal by an administrator): its digest is on the store's
+ * denylist, so it is neither served nor stored again.
+ */
+export class MessageRemoved extends DigestdError {
+  constructor(message = 'The message was removed; it is not served and cannot be stored again.') {
+    super(message, 'MESSAGE_REMOVED', 410);
+  }
+}
+
 export class RouteNotFound extends DigestdError {
   constructor(method: string, url: string) {
     super(`No route for ${method} ${url}.`, 'ROUTE_NOT_FOUND', 404);

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import { parseDigest } from '../digest.js';
-import { MessageNotFound } from '../errors.js';
-import { MUST_WAIT, type MessageStore, type MustWait } from '../store/types.js';
+import { MessageNotFound, MessageRemoved } from '../errors.js';
+import { MUST_WAIT, REMOVED, type MessageStore, type MustWait, type Removed } from '../store/types.js';
 import { asAnswerable, logFault, NodeAnswers } from './answer.js';
 
 /** Options of the fast read path. */
@@ -26,6 +26,7 @@ export type FastRead = (request: IncomingMessage, response: ServerResponse) => b
 
 const PREFIX = '/messages/';
 const NOT_FOUND = new MessageNotFound();
+const GONE = new MessageRemoved();
 
 /**
  * The most frequent request, a plain `GET /messages/<64 hex digits>`, answered before Fastify:
@@ -71,7 +72,7 @@ export function fastRead(options: FastReadOptions): FastRead {
     const digest = parseDigest(requested);
     if (digest === undefined) return false;
     const started = performance.now();
-    let message: string | undefined | MustWait;
+    let message: string | undefined | Removed | MustWait;
     try {
       message = store.getSync(digest);
     } catch (error) {
@@ -85,6 +86,7 @@ export function fastRead(options: FastReadOptions): FastRead {
     }
     if (message === MUST_WAIT) return false;
     if (message === undefined) answers.readError(request, response, nextRequestId(), NOT_FOUND, started);
+    else if (message === REMOVED) answers.readError(request, response, nextRequestId(), GONE, started);
     // The verified store has checked that the message hashes to its digest, the ETag's hex.
     else answers.message(request, response, nextRequestId(), requested.toLowerCase(), message, started);
     return true;

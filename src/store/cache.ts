@@ -1,6 +1,13 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../digest.js';
-import { MUST_WAIT, type MessageStore, type MustWait } from './types.js';
+import {
+  MUST_WAIT,
+  type MessageStore,
+  type MustWait,
+  type RemovalOutcome,
+  type RemovalWatcher,
+  type Removed,
+} from './types.js';
 
 /** Counts of reads the cache answered and passed on; the composition root passes digestd's metrics. */
 export interface CacheCounters {
@@ -23,15 +30,26 @@ const ENTRY_OVERHEAD_BYTES = 96;
 
 /**
  * A bounded LRU of messages in front of a remote store. Messages never change once stored, so a
- * cached message is always right and a hit touches no network. Absence is never cached: a message
- * posted through another node is visible at once. A message larger than the whole cache is simply
- * not kept.
+ * cached message is right until it is removed. Absence is never cached: a message posted through
+ * another node is visible at once. A message larger than the whole cache is simply not kept.
+ *
+ * Removals made through any node reach the cache through the store's removal channel
+ * (watchRemovals: PostgreSQL LISTEN/NOTIFY, Redis pub/sub), which the store checks end to end with
+ * heartbeats. The cache answers only while that channel is live: until it is first live, and from
+ * the moment it is lost until it is live again, every read goes to the store and nothing is kept,
+ * and the cache is emptied on both changes. A read that began before a removal (or a loss) was
+ * heard does not fill the cache with what it read. A store without a channel (one node alone) is
+ * taken as live.
  */
 class CachedStore implements MessageStore {
   readonly #store: MessageStore;
   readonly #cache: LRUCache<string, string>;
   readonly #hits: CacheCounters['hits'];
   readonly #misses: CacheCounters['misses'];
+  #live: boolean;
+  /** Counts removals and changes of the channel: a read fills the cache only if none came meanwhile. */
+  #epoch = 0;
+  #watch: { close(): Promise<void> } | undefined;
 
   constructor(store: MessageStore, options: CachedStoreOptions) {
     this.#store = store;
@@ -41,6 +59,22 @@ class CachedStore implements MessageStore {
       maxSize: Math.max(1, options.maxBytes),
       sizeCalculation: (message) => Buffer.byteLength(message, 'utf8') + ENTRY_OVERHEAD_BYTES,
     });
+    this.#live = store.watchRemovals === undefined;
+    const watcher: RemovalWatcher = {
+      removed: (digest) => {
+        this.#epoch += 1;
+        this.#cache.delete(cacheKey(digest));
+      },
+      live: () => this.#setLive(true),
+      lost: () => this.#setLive(false),
+    };
+    this.#watch = store.watchRemovals?.(watcher);
+  }
+
+  #setLive(live: boolean): void {
+    this.#epoch += 1;
+    this.#cache.clear();
+    this.#live = live;
   }
 
   get kind(): string {
@@ -52,43 +86,72 @@ class CachedStore implements MessageStore {
     return this.#cache.calculatedSize;
   }
 
+  /** Whether the removal channel is live, so that the cache answers (for tests). */
+  get live(): boolean {
+    return this.#live;
+  }
+
   ready(): Promise<void> {
     return this.#store.ready();
   }
 
   async put(digest: Digest, message: string): Promise<void> {
+    const epoch = this.#epoch;
     await this.#store.put(digest, message);
-    this.#cache.set(cacheKey(digest), message);
+    this.#keep(epoch, digest, message);
   }
 
   async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
+    const epoch = this.#epoch;
     await this.#store.putMany(entries);
-    for (const [digest, message] of entries) this.#cache.set(cacheKey(digest), message);
+    for (const [digest, message] of entries) this.#keep(epoch, digest, message);
   }
 
-  async get(digest: Digest): Promise<string | undefined> {
+  /** Keeps a message read or written, unless a removal or a change of the channel came since `epoch`. */
+  #keep(epoch: number, digest: Digest, message: string): void {
+    if (this.#live && epoch === this.#epoch) this.#cache.set(cacheKey(digest), message);
+  }
+
+  async get(digest: Digest): Promise<string | undefined | Removed> {
     const key = cacheKey(digest);
-    const cached = this.#cache.get(key);
+    const cached = this.#live ? this.#cache.get(key) : undefined;
     if (cached !== undefined) {
       this.#hits.inc();
       return cached;
     }
     this.#misses.inc();
+    const epoch = this.#epoch;
     const message = await this.#store.get(digest);
-    if (message !== undefined) this.#cache.set(key, message);
+    if (typeof message === 'string') this.#keep(epoch, digest, message);
     return message;
   }
 
   /** A hit, at once; anything else is get()'s to answer (and count). */
   getSync(digest: Digest): string | MustWait {
-    const cached = this.#cache.get(cacheKey(digest));
+    const cached = this.#live ? this.#cache.get(cacheKey(digest)) : undefined;
     if (cached === undefined) return MUST_WAIT;
     this.#hits.inc();
     return cached;
   }
 
   async has(digest: Digest): Promise<boolean> {
-    return this.#cache.has(cacheKey(digest)) || (await this.#store.has(digest));
+    return (this.#live && this.#cache.has(cacheKey(digest))) || (await this.#store.has(digest));
+  }
+
+  async remove(digest: Digest): Promise<RemovalOutcome> {
+    this.#epoch += 1;
+    this.#cache.delete(cacheKey(digest));
+    try {
+      return await this.#store.remove(digest);
+    } finally {
+      // Also after: a read that raced the removal cannot have filled the cache (epoch), but say so.
+      this.#epoch += 1;
+      this.#cache.delete(cacheKey(digest));
+    }
+  }
+
+  removedDigests(): AsyncIterable<Digest> {
+    return this.#store.removedDigests();
   }
 
   ping(): Promise<void> {
@@ -105,6 +168,8 @@ class CachedStore implements MessageStore {
 
   async close(): Promise<void> {
     this.#cache.clear();
+    await this.#watch?.close();
+    this.#watch = undefined;
     await this.#store.close();
   }
 }
@@ -113,7 +178,7 @@ class CachedStore implements MessageStore {
 export function cachedStore(
   store: MessageStore,
   options: CachedStoreOptions,
-): MessageStore & { readonly cachedBytes: number } {
+): MessageStore & { readonly cachedBytes: number; readonly live: boolean } {
   return new CachedStore(store, options);
 }
 

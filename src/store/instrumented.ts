@@ -1,7 +1,14 @@
 import type { Counter } from 'prom-client';
 import type { Digest } from '../digest.js';
-import { InsufficientStorage, StoreUnavailable } from '../errors.js';
-import { MUST_WAIT, type MessageStore, type MustWait } from './types.js';
+import { InsufficientStorage, MessageRemoved, StoreUnavailable } from '../errors.js';
+import {
+  MUST_WAIT,
+  type MessageStore,
+  type MustWait,
+  type RemovalOutcome,
+  type RemovalWatcher,
+  type Removed,
+} from './types.js';
 
 /** The metrics an instrumented store records into; the composition root passes digestd's own. */
 export interface StoreInstruments {
@@ -46,7 +53,7 @@ class InstrumentedStore implements MessageStore {
   readonly #store: MessageStore;
   readonly #messagesStored: StoreInstruments['messagesStored'];
   readonly #writeFailures: StoreInstruments['writeFailures'];
-  readonly #timers: Record<'get' | 'has' | 'put' | 'putMany' | 'ping', Timers>;
+  readonly #timers: Record<'get' | 'has' | 'put' | 'putMany' | 'remove' | 'ping', Timers>;
 
   constructor(store: MessageStore, instruments: StoreInstruments) {
     this.kind = store.kind;
@@ -63,18 +70,19 @@ class InstrumentedStore implements MessageStore {
       has: timers('has'),
       put: timers('put'),
       putMany: timers('putMany'),
+      remove: timers('remove'),
       ping: timers('ping'),
     };
     // Each reason present at 0 from the start, so that increase() sees the first failure.
     for (const reason of WRITE_FAILURE_REASONS) this.#writeFailures.inc({ store: store.kind, reason }, 0);
   }
 
-  get(digest: Digest): Promise<string | undefined> {
+  get(digest: Digest): Promise<string | undefined | Removed> {
     return timed(this.#timers.get, () => this.#store.get(digest));
   }
 
   /** Timed as get() is, when it answers; a MUST_WAIT is get()'s to time. */
-  getSync(digest: Digest): string | undefined | MustWait {
+  getSync(digest: Digest): string | undefined | Removed | MustWait {
     const timers = this.#timers.get;
     const started = performance.now();
     try {
@@ -101,12 +109,29 @@ class InstrumentedStore implements MessageStore {
     this.#messagesStored.inc(entries.length);
   }
 
-  /** Counts a failed write by its reason, and passes the failure on. */
+  remove(digest: Digest): Promise<RemovalOutcome> {
+    return timed(this.#timers.remove, () => this.#store.remove(digest));
+  }
+
+  removedDigests(): AsyncIterable<Digest> {
+    return this.#store.removedDigests();
+  }
+
+  get watchRemovals(): ((watcher: RemovalWatcher) => { close(): Promise<void> }) | undefined {
+    return this.#store.watchRemovals?.bind(this.#store);
+  }
+
+  /**
+   * Counts a failed write by its reason, and passes the failure on. A put of a removed message is
+   * an answer (410), not a failure of the store.
+   */
   async #countFailure(write: Promise<void>): Promise<void> {
     try {
       await write;
     } catch (error) {
-      this.#writeFailures.inc({ store: this.kind, reason: writeFailureReason(error) });
+      if (!(error instanceof MessageRemoved)) {
+        this.#writeFailures.inc({ store: this.kind, reason: writeFailureReason(error) });
+      }
       throw error;
     }
   }

@@ -4,10 +4,16 @@ import { constants } from 'node:os';
 import { Readable } from 'node:stream';
 import { open as openLmdb, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import type { Digest } from '../digest.js';
-import { DigestdError, InsufficientStorage, StoreNotFound, StoreUnavailable } from '../errors.js';
+import {
+  DigestdError,
+  InsufficientStorage,
+  MessageRemoved,
+  StoreNotFound,
+  StoreUnavailable,
+} from '../errors.js';
 import { createDirectory } from '../directory.js';
 import { withDeadline } from './deadline.js';
-import type { MessageStore, StoreLogger } from './types.js';
+import { REMOVED, type MessageStore, type RemovalOutcome, type Removed, type StoreLogger } from './types.js';
 
 /** Options of the embedded LMDB store. */
 export interface LmdbStoreOptions {
@@ -56,6 +62,13 @@ const PROBE_KEY = Buffer.from('digestd:write-probe');
 /** More writes than one event-loop turn issues (each is a request's, or a batch's items). */
 const ONE_TRANSACTION_PER_TURN = 100_000;
 
+/**
+ * The named database of removed digests (the denylist): digest -> when it was removed (ISO 8601).
+ * LMDB keeps each named database as one entry of the main one, which holds the messages; walks
+ * skip it (not 32 bytes) and count() leaves it out.
+ */
+const REMOVED_DB = 'removed';
+
 /** LMDB's own code for a map that is full (the map size, not the disk). */
 const MDB_MAP_FULL = -30792;
 
@@ -87,6 +100,8 @@ export class LmdbStore implements MessageStore {
   readonly #timeoutMs: number;
   #root: RootDatabase<string, Digest>;
   #db: Database<string, Digest>;
+  /** The denylist, in the same environment: one transaction removes a message and lists it. */
+  #removed: Database<string, Digest>;
   /** Why the most recent write failed; undefined once one succeeds. */
   #writeFailure: DigestdError | undefined;
   readonly #reserveBytes: number;
@@ -102,6 +117,13 @@ export class LmdbStore implements MessageStore {
   constructor(root: RootDatabase<string, Digest>, options: LmdbStoreOptions) {
     this.#root = root;
     this.#db = root;
+    this.#removed = root.openDB<string, Digest>({
+      name: REMOVED_DB,
+      encoding: 'string',
+      keyEncoding: 'binary',
+      compression: false,
+      cache: false,
+    });
     this.#path = options.path;
     this.#timeoutMs = options.timeoutMs;
     this.#reserveBytes = options.diskReserveBytes ?? 0;
@@ -121,13 +143,43 @@ export class LmdbStore implements MessageStore {
     // Always written, even when the digest is already stored: the copy found may belong to another
     // worker's commit that is visible but not yet flushed, and `flushed` only covers this
     // process's own writes; writing also repairs a corrupt copy.
-    await this.#write(message.length, () => [this.#db.put(digest, message)]);
+    await this.putMany([[digest, message]]);
   }
 
   async putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
     if (entries.length === 0) return;
     const length = entries.reduce((sum, [, message]) => sum + message.length, 0);
-    await this.#write(length, () => entries.map(([digest, message]) => this.#db.put(digest, message)));
+    // Each put is conditional on its digest not being on the denylist, checked by LMDB's writer
+    // inside the transaction that would store it: a removal committed first always wins.
+    const stored = await this.#write(length, () =>
+      entries.map(([digest, message]) =>
+        this.#removed.ifNoExists(digest, () => void this.#db.put(digest, message)),
+      ),
+    );
+    if (stored.includes(false)) throw new MessageRemoved();
+  }
+
+  /**
+   * Deletes the message and lists its digest on the denylist in one write transaction, durable
+   * before it resolves, like a put.
+   */
+  async remove(digest: Digest): Promise<RemovalOutcome> {
+    const [outcome] = await this.#write(0, () => [
+      this.#root.transaction((): RemovalOutcome => {
+        if (this.#removed.doesExist(digest)) return 'already_removed';
+        const stored = this.#db.doesExist(digest);
+        void this.#removed.put(digest, new Date().toISOString());
+        if (stored) void this.#db.remove(digest);
+        return stored ? 'removed' : 'not_stored';
+      }),
+    ]);
+    return outcome as RemovalOutcome;
+  }
+
+  removedDigests(): AsyncIterable<Digest> {
+    return Readable.from(
+      this.#removed.getKeys({ snapshot: true }).map((key) => Buffer.from(key as Uint8Array)),
+    );
   }
 
   /**
@@ -135,11 +187,12 @@ export class LmdbStore implements MessageStore {
    * them at once while free space is below the reserve. `length` (UTF-16 units of the messages)
    * counts towards the next sample of free space.
    */
-  async #write(length: number, issue: () => LmdbWrite[]): Promise<void> {
+  async #write(length: number, issue: () => LmdbWrite[]): Promise<unknown[]> {
     if (this.#lowOnSpace !== undefined) throw this.#lowOnSpace;
     try {
-      await withDeadline(this.#durable(issue), this.#timeoutMs, this.kind);
+      const results = await withDeadline(this.#durable(issue), this.#timeoutMs, this.kind);
       this.#writeFailure = undefined;
+      return results;
     } catch (error) {
       this.#writeFailure = error as DigestdError;
       // Another process may have taken the space: stop asking LMDB as soon as that is known.
@@ -189,17 +242,22 @@ export class LmdbStore implements MessageStore {
     return this.#checking;
   }
 
-  async #durable(issue: () => LmdbWrite[]): Promise<void> {
+  /** Issues the writes and resolves with what each one's commit resolved with, once on disk. */
+  async #durable(issue: () => LmdbWrite[]): Promise<unknown[]> {
     try {
       const writes = issue();
       // Each write observed on its own: a failed commit rejects all of them, and each rejection
       // carries a `commitError` promise of its own to observe as well.
       const committed = await Promise.allSettled(writes.map((write) => withCommitError(write)));
-      const failed = committed.find((outcome) => outcome.status === 'rejected');
-      if (failed) throw failed.reason;
+      const results: unknown[] = [];
+      for (const outcome of committed) {
+        if (outcome.status === 'rejected') throw outcome.reason;
+        results.push(outcome.value);
+      }
       // The commits above are visible but maybe not yet on disk; these resolve once they are.
       // (A flush that fails never resolves: the deadline around this answers for it.)
       await Promise.all(writes.map((write) => write.flushed ?? this.#root.flushed));
+      return results;
     } catch (error) {
       throw await this.#describeFailure(error);
     }
@@ -232,14 +290,16 @@ export class LmdbStore implements MessageStore {
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await -- a read that throws rejects
-  async get(digest: Digest): Promise<string | undefined> {
+  async get(digest: Digest): Promise<string | undefined | Removed> {
     return this.getSync(digest);
   }
 
-  /** lmdb-js reads synchronously, from the memory map: never MUST_WAIT. */
-  getSync(digest: Digest): string | undefined {
+  /** lmdb-js reads synchronously, from the memory map: never MUST_WAIT. The denylist only on a miss. */
+  getSync(digest: Digest): string | undefined | Removed {
     try {
-      return this.#db.get(digest);
+      const message = this.#db.get(digest);
+      if (message !== undefined) return message;
+      return this.#removed.doesExist(digest) ? REMOVED : undefined;
     } catch (error) {
       throw new StoreUnavailable('The LMDB store failed to read.', { cause: error });
     }
@@ -287,8 +347,9 @@ export class LmdbStore implements MessageStore {
     );
   }
 
+  /** The main database's entries but the one that holds the denylist. */
   count(): Promise<number | undefined> {
-    return Promise.resolve(this.#db.getCount());
+    return Promise.resolve(this.#db.getCount() - 1);
   }
 
   /**
@@ -323,9 +384,9 @@ export class LmdbStore implements MessageStore {
  * and a `commitError` promise that rejects with the cause (ENOSPC, EIO, ...). Both are observed
  * here, and the rejection passed on names the cause.
  */
-async function withCommitError(write: Promise<unknown>): Promise<void> {
+async function withCommitError(write: Promise<unknown>): Promise<unknown> {
   try {
-    await write;
+    return await write;
   } catch (error) {
     const commitError = (error as { commitError?: PromiseLike<unknown> } | undefined)?.commitError;
     if (commitError === undefined) throw error;

@@ -1,10 +1,20 @@
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis } from 'ioredis';
-import type { Digest } from '../digest.js';
-import { InvalidConfig, StoreUnavailable } from '../errors.js';
+import { formatDigest, parseDigest, type Digest } from '../digest.js';
+import { InvalidConfig, MessageRemoved, StoreUnavailable } from '../errors.js';
 import { asStoreUnavailable, withDeadline } from './deadline.js';
+import { HeartbeatFeed } from './removal-feed.js';
 import { putEach, TurnBatch } from './turn-batch.js';
-import { MUST_WAIT, type MessageStore, type MustWait, type StoreLogger } from './types.js';
+import {
+  MUST_WAIT,
+  REMOVED,
+  type MessageStore,
+  type MustWait,
+  type RemovalOutcome,
+  type RemovalWatcher,
+  type Removed,
+  type StoreLogger,
+} from './types.js';
 import { isKeyPrefix } from './url.js';
 
 /** A Redis Cluster seed node. */
@@ -41,8 +51,68 @@ const SLOTS_REFRESH_MS = 1000;
 /** Least time between two slot refreshes asked for by writes refused for want of replicas. */
 const REFUSED_REFRESH_MS = 250;
 
+/**
+ * A put: stores the message (SET NX) unless its digest's removal marker exists, in one script, so
+ * that no removal can come between the check and the write. Answers 0 when refused.
+ * KEYS: message key, marker key. ARGV: message.
+ */
+const PUT_SCRIPT = `if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return 1`;
+
+/**
+ * A removal: deletes the message, sets its marker (the time of the removal) and tells every node's
+ * cache, in one script. Answers {messages deleted, 1 if the marker is new}.
+ * KEYS: message key, marker key. ARGV: time, channel, hex digest.
+ */
+const REMOVE_SCRIPT = `local deleted = redis.call('DEL', KEYS[1])
+local listed = redis.call('SET', KEYS[2], ARGV[1], 'NX')
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+if listed then return {deleted, 1} end
+return {deleted, 0}`;
+
+/** Between the key prefix and the hash tag of every removal marker. */
+const MARKER_INFIX = 'removed:';
+
+/**
+ * For each of the 16,384 cluster slots, a short text whose CRC16 falls in that slot: a removal
+ * marker carries its message key's slot as this hash tag, so that both keys are on one shard and
+ * one script can change them together, whatever bytes (braces included) the digest holds. Found
+ * once, by counting up until every slot has one (about 170,000 CRC16s of short strings).
+ */
+let slotTags: string[] | undefined;
+function slotTag(slot: number): string {
+  if (slotTags === undefined) {
+    const tags = new Array<string>(16384);
+    let found = 0;
+    for (let candidate = 0; found < 16384; candidate += 1) {
+      const text = candidate.toString(36);
+      const tagSlot = calculateSlot(text);
+      if (tags[tagSlot] === undefined) {
+        tags[tagSlot] = text;
+        found += 1;
+      }
+    }
+    slotTags = tags;
+  }
+  return slotTags[slot]!;
+}
+
+/** The commands this store defines on its writer (ioredis defineCommand: EVALSHA, EVAL once). */
+interface ScriptedClient {
+  digestdPut(messageKey: Buffer, markerKey: Buffer, message: string): Promise<number>;
+  digestdRemove(
+    messageKey: Buffer,
+    markerKey: Buffer,
+    time: string,
+    channel: string,
+    hex: string,
+  ): Promise<[number, number]>;
+}
+
 interface PendingWrite {
   key: Buffer;
+  marker: Buffer;
   message: string;
   /** Times this write was sent again after a redirection (MOVED/ASK) during a resharding or failover. */
   redirected: number;
@@ -52,7 +122,10 @@ interface PendingWrite {
 
 /**
  * Messages as Redis strings under `<prefix><32 digest bytes>`, on one server or a Redis Cluster
- * (ioredis routes each key to its slot's master). A put is `SET key message NX`; when replicas are
+ * (ioredis routes each key to its slot's master). A removed digest has a marker key,
+ * `<prefix>removed:{<tag>}<32 digest bytes>`, whose hash tag puts it in its message key's slot;
+ * removals publish the digest on `<prefix>removed` for the other nodes' caches.
+ * A put is a script that refuses a digest with a marker and otherwise does `SET key message NX`; when replicas are
  * awaited, `WAIT n timeout` follows on the same connection, so the put resolves only after the
  * master applied it and `n` replicas confirmed everything written on that connection so far. Puts
  * made in the same turn of the event loop are grouped per master into one pipeline ending in one
@@ -72,6 +145,11 @@ export class RedisStore implements MessageStore {
   /** SET NX + WAIT pipelines. */
   readonly #writer: Redis | Cluster;
   readonly #prefix: Buffer;
+  /** `<prefix>removed:`, which every marker key starts with. */
+  readonly #markerPrefix: Buffer;
+  /** Where removals are published: `<prefix>removed`. */
+  readonly #channel: string;
+  readonly #createClient: () => Redis | Cluster;
   readonly #timeoutMs: number;
   readonly #logger: StoreLogger | undefined;
   /** --redis-wait-replicas when given; undefined follows the topology (0, then 1 once replicas are seen). */
@@ -92,6 +170,8 @@ export class RedisStore implements MessageStore {
       throw new InvalidConfig(['give either one Redis URL or the seed nodes of a cluster.']);
     }
     this.#prefix = Buffer.from(prefix, 'latin1');
+    this.#markerPrefix = Buffer.from(`${prefix}${MARKER_INFIX}`, 'latin1');
+    this.#channel = `${prefix}removed`;
     this.#timeoutMs = options.timeoutMs;
     this.#logger = options.logger;
     this.#configuredWait = options.waitReplicas;
@@ -126,8 +206,11 @@ export class RedisStore implements MessageStore {
       });
     };
     this.kind = options.url !== undefined ? 'redis' : 'redis-cluster';
+    this.#createClient = client;
     this.#reader = client();
     this.#writer = client();
+    this.#writer.defineCommand('digestdPut', { numberOfKeys: 2, lua: PUT_SCRIPT });
+    this.#writer.defineCommand('digestdRemove', { numberOfKeys: 2, lua: REMOVE_SCRIPT });
     for (const each of [this.#reader, this.#writer]) {
       // Connection errors are reported here; without a listener they would crash the process.
       // Operations fail with StoreUnavailable meanwhile, and the client reconnects on its own.
@@ -218,10 +301,17 @@ export class RedisStore implements MessageStore {
     return Buffer.concat([this.#prefix, digest]);
   }
 
+  /** The removal marker of a digest: in the slot of its message key (`key`). */
+  #marker(digest: Digest, key: Buffer): Buffer {
+    const tag = slotTag(calculateSlot(key));
+    return Buffer.concat([this.#markerPrefix, Buffer.from(`{${tag}}`, 'latin1'), digest]);
+  }
+
   async put(digest: Digest, message: string): Promise<void> {
     await this.ready();
+    const key = this.#key(digest);
     const written = new Promise<void>((resolve, reject) => {
-      this.#writes.push({ key: this.#key(digest), message, redirected: 0, resolve, reject });
+      this.#writes.push({ key, marker: this.#marker(digest, key), message, redirected: 0, resolve, reject });
     });
     await withDeadline(written, this.#timeoutMs, this.kind);
   }
@@ -279,8 +369,8 @@ export class RedisStore implements MessageStore {
   }
 
   async #write(writes: readonly PendingWrite[], replicas: number): Promise<void> {
-    const pipeline = this.#writer.pipeline();
-    for (const { key, message } of writes) pipeline.set(key, message, 'NX');
+    const pipeline = this.#writer.pipeline() as unknown as ReturnType<Redis['pipeline']> & ScriptedClient;
+    for (const { key, marker, message } of writes) void pipeline.digestdPut(key, marker, message);
     if (replicas > 0) pipeline.wait(replicas, Math.max(1, Math.floor(this.#timeoutMs / 2)));
     const results = await pipeline.exec();
     if (results === null) throw new StoreUnavailable(`The ${this.kind} store dropped the write; try again.`);
@@ -291,7 +381,7 @@ export class RedisStore implements MessageStore {
     }
     let refreshed = false;
     for (const [index, write] of writes.entries()) {
-      const [error] = results[index] ?? [new Error('no reply')];
+      const [error, stored] = results[index] ?? [new Error('no reply')];
       if (error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message) && write.redirected < 3) {
         // The slot moved (failover, resharding): learn the new map, then send it again; SET NX
         // makes the repeat harmless. ioredis does not retry writes inside a pipeline itself.
@@ -300,6 +390,7 @@ export class RedisStore implements MessageStore {
         write.redirected += 1;
         setTimeout(() => this.#writes.push(write), 100 * write.redirected);
       } else if (error) write.reject(asStoreUnavailable(error, this.kind));
+      else if (stored === 0) write.reject(new MessageRemoved());
       else if (confirmed < replicas) {
         write.reject(
           new StoreUnavailable(
@@ -315,9 +406,125 @@ export class RedisStore implements MessageStore {
     return putEach(this, entries);
   }
 
-  async get(digest: Digest): Promise<string | undefined> {
-    const value = await withDeadline(this.#reader.get(this.#key(digest)), this.#timeoutMs, this.kind);
-    return value ?? undefined;
+  /** GET; on a miss only, whether the digest's removal marker exists. */
+  async get(digest: Digest): Promise<string | undefined | Removed> {
+    const key = this.#key(digest);
+    const value = await withDeadline(this.#reader.get(key), this.#timeoutMs, this.kind);
+    if (value !== null) return value;
+    const removed = await withDeadline(
+      this.#reader.exists(this.#marker(digest, key)),
+      this.#timeoutMs,
+      this.kind,
+    );
+    return removed === 1 ? REMOVED : undefined;
+  }
+
+  /**
+   * One script on the digest's shard deletes the message, sets its marker and publishes the
+   * removal; when replicas are awaited, WAIT follows it as it follows puts.
+   */
+  async remove(digest: Digest): Promise<RemovalOutcome> {
+    await this.ready();
+    const key = this.#key(digest);
+    const { replicas } = this.#shardOf(key);
+    const required = this.#waitReplicas;
+    if (replicas !== undefined && replicas < required) {
+      throw new StoreUnavailable(
+        `The ${this.kind} shard of this digest has ${replicas} replicas attached and each write waits for ${required}; try again shortly.`,
+        { reason: 'too_few_replicas' },
+      );
+    }
+    const pipeline = this.#writer.pipeline() as unknown as ReturnType<Redis['pipeline']> & ScriptedClient;
+    void pipeline.digestdRemove(
+      key,
+      this.#marker(digest, key),
+      new Date().toISOString(),
+      this.#channel,
+      formatDigest(digest),
+    );
+    if (required > 0) pipeline.wait(required, Math.max(1, Math.floor(this.#timeoutMs / 2)));
+    const results = await withDeadline(pipeline.exec(), this.#timeoutMs, this.kind);
+    const [error, reply] = results?.[0] ?? [new Error('no reply')];
+    if (error) throw asStoreUnavailable(error, this.kind);
+    if (required > 0) {
+      const [waitError, confirmed] = results?.[1] ?? [];
+      if (waitError || Number(confirmed ?? 0) < required) {
+        throw new StoreUnavailable(
+          `The ${this.kind} store applied the removal but confirmed it on fewer than ${required} replicas; remove it again.`,
+          { reason: 'too_few_replicas' },
+        );
+      }
+    }
+    const [deleted, listed] = reply as [number, number];
+    if (listed === 0) return 'already_removed';
+    return deleted > 0 ? 'removed' : 'not_stored';
+  }
+
+  /** SCANs every master for removal markers. */
+  async *removedDigests(): AsyncIterable<Digest> {
+    await this.ready();
+    const pattern = `${this.#markerPrefix.toString('latin1')}*`;
+    for (const node of this.#masters()) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await withDeadline(
+          node.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT),
+          this.#timeoutMs * 5,
+          this.kind,
+        );
+        cursor = next.toString();
+        for (const key of keys) {
+          const close = key.indexOf(0x7d, this.#markerPrefix.length);
+          if (close !== -1 && key.length - close - 1 === 32) yield Buffer.from(key.subarray(close + 1));
+        }
+      } while (cursor !== '0');
+    }
+  }
+
+  /**
+   * SUBSCRIBEs on a client of its own (a cluster's subscriber follows the topology by itself) and
+   * checks the channel with heartbeats PUBLISHed through the reader; PUBLISH reaches subscribers on
+   * every node of a cluster.
+   */
+  watchRemovals(watcher: RemovalWatcher): { close(): Promise<void> } {
+    const subscriber = this.#createClient();
+    subscriber.on('error', () => {});
+    let closed = false;
+    const feed = new HeartbeatFeed({
+      watcher,
+      publish: async (text) => {
+        await withDeadline(this.#reader.publish(this.#channel, text), this.#timeoutMs, this.kind);
+      },
+      parseDigest,
+      // ioredis's cluster subscriber may come back from a lost connection without its channels.
+      resubscribe: () => subscribe(),
+    });
+    const subscribe = () => {
+      if (closed) return;
+      subscriber.subscribe(this.#channel).then(
+        () => feed.subscribed(),
+        () => feed.disconnected(),
+      );
+    };
+    subscriber.on('message', (channel: string, text: string) => {
+      if (channel === this.#channel) feed.receive(text);
+    });
+    if (subscriber instanceof Redis) {
+      // A single server's subscription ends with its connection; ioredis connects again and
+      // subscribes anew, after which the next heartbeat back makes the feed live again.
+      subscriber.on('close', () => feed.disconnected());
+      subscriber.on('ready', subscribe);
+    }
+    feed.start();
+    subscribe();
+    return {
+      close: async () => {
+        closed = true;
+        feed.stop();
+        subscriber.disconnect();
+        await Promise.resolve();
+      },
+    };
   }
 
   /** Every read waits for the server. */
@@ -359,6 +566,7 @@ export class RedisStore implements MessageStore {
           this.kind,
         );
         cursor = next.toString();
+        // Removal markers share the prefix but are longer.
         const wanted = keys.filter((key) => key.length === this.#prefix.length + 32);
         if (wanted.length === 0) continue;
         const pipeline = node.pipeline();
@@ -373,7 +581,10 @@ export class RedisStore implements MessageStore {
     }
   }
 
-  /** Keys in the database of every master: exact when digestd has the database to itself. */
+  /**
+   * Keys in the database of every master: exact when digestd has the database to itself and
+   * nothing was removed (each removed digest's marker counts too).
+   */
   async count(): Promise<number> {
     await this.ready();
     const sizes = await withDeadline(

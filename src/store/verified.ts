@@ -1,6 +1,14 @@
 import { digestOf, type Digest } from '../digest.js';
 import { Corrupt } from '../errors.js';
-import { MUST_WAIT, type MessageStore, type MustWait } from './types.js';
+import {
+  MUST_WAIT,
+  REMOVED,
+  type MessageStore,
+  type MustWait,
+  type RemovalOutcome,
+  type RemovalWatcher,
+  type Removed,
+} from './types.js';
 
 /** A stored message that does not hash to the digest it is stored under. */
 export interface Mismatch {
@@ -45,15 +53,15 @@ class VerifiedStore implements MessageStore {
     return actual;
   }
 
-  async get(digest: Digest): Promise<string | undefined> {
+  async get(digest: Digest): Promise<string | undefined | Removed> {
     const message = await this.#store.get(digest);
-    if (message !== undefined && this.#mismatch(digest, message) !== undefined) throw new Corrupt();
+    if (typeof message === 'string' && this.#mismatch(digest, message) !== undefined) throw new Corrupt();
     return message;
   }
 
-  getSync(digest: Digest): string | undefined | MustWait {
+  getSync(digest: Digest): string | undefined | Removed | MustWait {
     const message = this.#store.getSync(digest);
-    if (message === undefined || message === MUST_WAIT) return message;
+    if (message === undefined || message === MUST_WAIT || message === REMOVED) return message;
     if (this.#mismatch(digest, message) !== undefined) throw new Corrupt();
     return message;
   }
@@ -72,6 +80,18 @@ class VerifiedStore implements MessageStore {
 
   putMany(entries: readonly (readonly [Digest, string])[]): Promise<void> {
     return this.#store.putMany(entries);
+  }
+
+  remove(digest: Digest): Promise<RemovalOutcome> {
+    return this.#store.remove(digest);
+  }
+
+  removedDigests(): AsyncIterable<Digest> {
+    return this.#store.removedDigests();
+  }
+
+  get watchRemovals(): ((watcher: RemovalWatcher) => { close(): Promise<void> }) | undefined {
+    return this.#store.watchRemovals?.bind(this.#store);
   }
 
   ready(): Promise<void> {

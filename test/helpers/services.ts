@@ -43,6 +43,14 @@ export async function postgresAvailable(url = TEST_POSTGRES_URL): Promise<void> 
   }
 }
 
+/** Drops what a PostgreSQL store made for `table`: its table, its denylist and their functions. */
+export async function dropPostgresStore(client: pg.Client, table: string): Promise<void> {
+  await client.query(`DROP TABLE IF EXISTS ${table}`);
+  await client.query(`DROP TABLE IF EXISTS ${table}_removed`);
+  await client.query(`DROP FUNCTION IF EXISTS ${table}_refuse_removed()`);
+  await client.query(`DROP FUNCTION IF EXISTS ${table}_remove(bytea)`);
+}
+
 /** A test file's own PostgreSQL table, and a stallable TCP proxy in front of the server. */
 export interface PostgresForTest {
   /** Why the file is skipped (PostgreSQL is not running outside CI), or undefined. */
@@ -68,7 +76,7 @@ export async function postgresForTest(tablePrefix: string, howToEnable: string):
     if (skip) return;
     const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
     await client.connect();
-    await client.query(`DROP TABLE IF EXISTS ${table}`);
+    await dropPostgresStore(client, table);
     await client.end();
   });
   return { skip, table, proxy, urlThroughProxy: throughProxy.toString() };

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { digestOf } from '../../src/digest.js';
-import { StoreUnavailable } from '../../src/errors.js';
-import type { MessageStore } from '../../src/store/types.js';
+import { MessageRemoved, StoreUnavailable } from '../../src/errors.js';
+import { MUST_WAIT, REMOVED, type MessageStore, type RemovalWatcher } from '../../src/store/types.js';
 import { openBackup, writeBackup } from '../../src/backup.js';
 import { copyEntries } from '../../src/cli/copy.js';
 import { verifiedEntries, verifiedStore, type Mismatch } from '../../src/store/verified.js';
@@ -29,6 +29,8 @@ export interface ConformanceTarget {
    * listed. Otherwise (Redis SCAN) only what was stored before it began is sure to be.
    */
   snapshotEntries: boolean;
+  /** The store tells other nodes of removals (watchRemovals), for their caches. */
+  watched?: boolean;
   /** A reason to skip the whole suite (service missing), printed by node:test. */
   skip?: string | undefined;
 }
@@ -215,6 +217,109 @@ export function describeStoreConformance(name: string, target: ConformanceTarget
       }
     });
 
+    it('removes a message: its bytes are gone, get answers REMOVED, the digest is listed', async () => {
+      const message = `to be removed ${Math.random()}`;
+      const digest = digestOf(message);
+      await store.put(digest, message);
+      assert.equal(await store.remove(digest), 'removed');
+      assert.equal(await store.get(digest), REMOVED);
+      assert.ok([REMOVED, MUST_WAIT].includes(store.getSync(digest) as symbol), 'getSync tells it too');
+      assert.equal(await store.has(digest), false);
+      for await (const [key, value] of store.entries()) {
+        assert.ok(!key.equals(digest) && value !== message, 'the message is not listed');
+      }
+      const listed: string[] = [];
+      for await (const removed of store.removedDigests()) listed.push(removed.toString('hex'));
+      assert.ok(listed.includes(digest.toString('hex')), 'the denylist lists the digest');
+      assert.equal(await store.remove(digest), 'already_removed');
+    });
+
+    it('lists a digest never stored, and tells removed from absent', async () => {
+      const removed = digestOf(`removed before it was ever posted ${Math.random()}`);
+      const absent = digestOf(`never posted nor removed ${Math.random()}`);
+      assert.equal(await store.remove(removed), 'not_stored');
+      assert.equal(await store.get(removed), REMOVED);
+      assert.equal(await store.get(absent), undefined);
+      assert.equal(await store.has(removed), false);
+    });
+
+    it('refuses to store a removed message again, alone or in a batch with others', async () => {
+      const message = `posted again after removal ${Math.random()}`;
+      const digest = digestOf(message);
+      await store.put(digest, message);
+      await store.remove(digest);
+      await assert.rejects(store.put(digest, message), MessageRemoved);
+      const other = `stored beside a removed one ${Math.random()}`;
+      await assert.rejects(
+        store.putMany([
+          [digestOf(other), other],
+          [digest, message],
+        ]),
+        MessageRemoved,
+      );
+      assert.equal(await store.get(digest), REMOVED);
+      assert.equal(await store.has(digest), false);
+    });
+
+    it('never brings a message back when puts race its removal', async () => {
+      const run = Math.random();
+      const messages = Array.from({ length: 40 }, (_, index) => `raced ${run} ${index}`);
+      await Promise.all(
+        messages.map(async (message, index) => {
+          const digest = digestOf(message);
+          // Half stored before the race, half first written by it.
+          if (index % 2 === 0) await store.put(digest, message);
+          const puts = Array.from({ length: 6 }, () =>
+            store.put(digest, message).then(
+              () => 'stored',
+              (error: unknown) => {
+                assert.ok(
+                  error instanceof MessageRemoved,
+                  `a racing put fails only as removed: ${String(error)}`,
+                );
+                return 'refused';
+              },
+            ),
+          );
+          await Promise.all([...puts.slice(0, 3), store.remove(digest), ...puts.slice(3)]);
+        }),
+      );
+      for (const message of messages) {
+        assert.equal(await store.get(digestOf(message)), REMOVED, `${message} stays removed`);
+        assert.equal(await store.has(digestOf(message)), false);
+      }
+    });
+
+    it(
+      "tells another node's watcher of each removal, once live",
+      { skip: target.watched ? false : 'no other node can hold a copy' },
+      async () => {
+        const other = await target.open();
+        await other.ready();
+        const heard: string[] = [];
+        let live: () => void = () => {};
+        const becameLive = new Promise<void>((resolve) => (live = resolve));
+        const watcher: RemovalWatcher = {
+          removed: (digest) => heard.push(digest.toString('hex')),
+          live: () => live(),
+          lost: () => {},
+        };
+        const watch = other.watchRemovals!(watcher);
+        try {
+          await becameLive;
+          const message = `watched ${Math.random()}`;
+          await store.put(digestOf(message), message);
+          await store.remove(digestOf(message));
+          const deadline = Date.now() + 10_000;
+          while (!heard.includes(digestOf(message).toString('hex')) && Date.now() < deadline) await sleep(5);
+          assert.ok(heard.includes(digestOf(message).toString('hex')), 'the removal was heard');
+        } finally {
+          await watch.close();
+          await other.close();
+        }
+      },
+    );
+
     // The test's own timeout turns a hang into a failure.
     it(
       'fails fast with StoreUnavailable while the store is down, and recovers by itself',
@@ -256,14 +361,19 @@ export function describeStoreConformance(name: string, target: ConformanceTarget
       },
     );
 
-    it('keeps everything across close and reopen', async () => {
+    it('keeps everything across close and reopen, the denylist included', async () => {
       const message = `reopened ${Math.random()}`;
       const digest = digestOf(message);
       await store.put(digest, message);
+      const removed = `removed before reopening ${Math.random()}`;
+      await store.put(digestOf(removed), removed);
+      await store.remove(digestOf(removed));
       await store.close();
       store = await target.open();
       await store.ready();
       assert.equal(await store.get(digest), message);
+      assert.equal(await store.get(digestOf(removed)), REMOVED);
+      await assert.rejects(store.put(digestOf(removed), removed), MessageRemoved);
     });
   });
 }

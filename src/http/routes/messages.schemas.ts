@@ -53,6 +53,7 @@ export const storeMessageSchema = {
     ...errors({
       400: 'Invalid JSON, UTF-8 or message',
       401: 'A write token is required',
+      410: 'The message was removed (MESSAGE_REMOVED) and cannot be stored again',
       413: 'The message is over --max-message-size',
       415: 'Unsupported Content-Type or charset',
       503: 'The store could not take the write (STORE_UNAVAILABLE); retry',
@@ -77,7 +78,11 @@ export const readMessageSchema = {
       },
     },
     304: { description: 'Not modified: the client already holds this message', type: 'null' },
-    ...errors({ 404: 'No message with this digest (or a malformed digest)', 500: 'Corrupt entry' }),
+    ...errors({
+      404: 'No message with this digest (or a malformed digest)',
+      410: 'The message was removed (MESSAGE_REMOVED); it is not served by any node',
+      500: 'Corrupt entry',
+    }),
   },
 };
 
@@ -102,6 +107,7 @@ export const storeBatchSchema = {
     ...errors({
       400: 'A bad body or item (err_msg names its index)',
       401: 'A write token is required',
+      410: 'An item was removed (MESSAGE_REMOVED) and cannot be stored again; the others may be stored',
       413: 'Too many items, an item over the limit, or a body over the limit',
       415: 'Not application/json',
       503: 'The store could not take the write (STORE_UNAVAILABLE); retry',
@@ -132,6 +138,7 @@ export const lookupSchema = {
     },
     ...errors({
       400: 'A bad body or digest (err_msg names its index)',
+      410: 'A named digest was removed (MESSAGE_REMOVED, err_msg names it); ask again without it',
       413: 'Too many digests',
       415: 'Not application/json',
       500: 'Corrupt entry',

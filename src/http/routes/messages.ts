@@ -1,7 +1,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { digestHexOf, digestOf, formatDigest, parseDigest, type Digest } from '../../digest.js';
-import { AnswerTooLarge, MessageNotFound } from '../../errors.js';
+import { AnswerTooLarge, MessageNotFound, MessageRemoved } from '../../errors.js';
+import { REMOVED, type Removed } from '../../store/types.js';
 import { IMMUTABLE_CACHE_CONTROL, sendError } from '../answer.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
@@ -30,6 +31,7 @@ const LOOKUP_SLICE = 8;
  * headers), so one instance serves them all, without building a stack trace per miss.
  */
 const MESSAGE_NOT_FOUND = new MessageNotFound();
+const MESSAGE_REMOVED = new MessageRemoved();
 
 /** POST /messages, GET|HEAD /messages/:digest, POST /messages/batch, POST /messages/lookup. */
 export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, options, done) => {
@@ -84,6 +86,7 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
     // No prototype: no key can reach Object.prototype (keys are hex here anyway).
     const messages = Object.create(null) as Record<string, string | null>;
     let answerBytes = 0;
+    const removed: string[] = [];
     for (let start = 0; start < named.length; start += LOOKUP_SLICE) {
       // Other requests on this worker are served between slices (LMDB reads synchronously).
       if (start > 0) await nextTurn();
@@ -91,9 +94,11 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
       const found = await Promise.all(slice.map(([, digest]) => store.get(digest)));
       slice.forEach(([hex], index) => {
         const message = found[index];
-        if (message !== undefined) answerBytes += Buffer.byteLength(message);
-        messages[hex] = message ?? null;
+        if (message === REMOVED) removed.push(hex);
+        else if (message !== undefined) answerBytes += Buffer.byteLength(message);
+        messages[hex] = typeof message === 'string' ? message : null;
       });
+      if (removed.length > 0) throw removedFromLookup(removed);
       // Refused before anything is serialized, once the messages read pass the bound.
       if (answerBytes > options.maxAnswerBytes) throw new AnswerTooLarge(options.maxAnswerBytes);
     }
@@ -127,14 +132,27 @@ export function ifNoneMatchMatches(header: string | undefined, etag: string): bo
   });
 }
 
-/** The answer to a read: the message as JSON or text, or 404 when none is stored. */
+/**
+ * A lookup that names removed digests answers 410 naming them: a null would say "never stored",
+ * which a client could take as leave to post the message again.
+ */
+function removedFromLookup(removed: readonly string[]): MessageRemoved {
+  const named =
+    removed.slice(0, 3).join(', ') + (removed.length > 3 ? ` and ${removed.length - 3} more` : '');
+  return new MessageRemoved(
+    `The message${removed.length === 1 ? '' : 's'} ${named} ${removed.length === 1 ? 'was' : 'were'} removed; ask again without ${removed.length === 1 ? 'it' : 'them'}.`,
+  );
+}
+
+/** The answer to a read: the message as JSON or text, 410 when removed, or 404 when none is stored. */
 function answerRead(
   reply: FastifyReply,
-  message: string | undefined,
+  message: string | undefined | Removed,
   etag: string,
   asText: boolean,
 ): FastifyReply {
   if (message === undefined) return sendError(reply, MESSAGE_NOT_FOUND);
+  if (message === REMOVED) return sendError(reply, MESSAGE_REMOVED);
   cacheable(reply, etag);
   if (asText) return reply.type(TEXT_UTF8_TYPE).send(message);
   return reply.send({ message });

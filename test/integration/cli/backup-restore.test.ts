@@ -19,6 +19,7 @@ import {
   type RunningServer,
 } from '../../helpers/server.js';
 import {
+  dropPostgresStore,
   postgresAvailable,
   redisBinariesAvailable,
   serviceSkip,
@@ -56,7 +57,7 @@ after(async () => {
   if (skip) return;
   const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
   await client.connect();
-  await client.query(`DROP TABLE IF EXISTS ${table}`);
+  await dropPostgresStore(client, table);
   await client.end();
 });
 

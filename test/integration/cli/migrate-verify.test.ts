@@ -13,6 +13,7 @@ import { startRedisServer, type RedisServerProcess } from '../../helpers/redis-s
 import { DIGESTD_BIN, temporaryDirectory } from '../../helpers/server.js';
 import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 import {
+  dropPostgresStore,
   postgresAvailable,
   redisBinariesAvailable,
   serviceSkip,
@@ -49,7 +50,7 @@ after(async () => {
   if (skip) return;
   const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
   await client.connect();
-  await client.query(`DROP TABLE IF EXISTS ${table}`);
+  await dropPostgresStore(client, table);
   await client.end();
 });
 

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { digestOf } from '../../../src/digest.js';
+import { MessageRemoved } from '../../../src/errors.js';
+import { REMOVED } from '../../../src/store/types.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
-import { postgresForTest, TEST_POSTGRES_URL } from '../../helpers/services.js';
+import { dropPostgresStore, postgresForTest, TEST_POSTGRES_URL } from '../../helpers/services.js';
 import { describeStoreConformance } from '../../helpers/store-conformance.js';
 import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 
@@ -17,7 +20,7 @@ after(async () => {
   if (skip) return;
   const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
   await client.connect();
-  for (const restored of restoredTables) await client.query(`DROP TABLE IF EXISTS ${restored}`);
+  for (const restored of restoredTables) await dropPostgresStore(client, restored);
   await client.end();
 });
 
@@ -36,6 +39,7 @@ describeStoreConformance('postgres', {
     );
   },
   snapshotEntries: true,
+  watched: true,
   outage: {
     begin: () => Promise.resolve(proxy?.stall()),
     end: () => Promise.resolve(proxy?.resume()),
@@ -80,7 +84,7 @@ describe('postgres store specifics', { skip: skip ?? false }, () => {
       await Promise.all(stores.map((store) => store.close()));
       const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
       await client.connect();
-      await client.query(`DROP TABLE IF EXISTS ${fresh}`);
+      await dropPostgresStore(client, fresh);
       await client.end();
     }
   });
@@ -97,6 +101,67 @@ describe('postgres store specifics', { skip: skip ?? false }, () => {
       await Promise.all(messages.map((message) => store.put(digestOf(message), message)));
       for (const message of messages) assert.equal(await store.get(digestOf(message)), message);
     } finally {
+      await store.close();
+    }
+  });
+
+  it('a removal waits for a put in flight of the same digest, then deletes what it wrote', async () => {
+    const store = createPostgresStore({
+      connectionString: TEST_POSTGRES_URL,
+      table,
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
+    const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+    await client.connect();
+    try {
+      await store.ready();
+      const message = `in flight while removed ${Math.random()}`;
+      const digest = digestOf(message);
+      // A put whose INSERT has run but not committed yet.
+      await client.query('BEGIN');
+      await client.query(`INSERT INTO ${table} (digest, message) VALUES ($1, $2)`, [
+        digest,
+        Buffer.from(message),
+      ]);
+      const removal = store.remove(digest);
+      await sleep(300);
+      await client.query('COMMIT');
+      assert.equal(await removal, 'removed');
+      assert.equal(await store.get(digest), REMOVED);
+      assert.equal(await store.has(digest), false);
+    } finally {
+      await client.query('ROLLBACK').catch(() => {});
+      await client.end();
+      await store.close();
+    }
+  });
+
+  it('a put that waited for a removal in flight is refused (the guard sees the removal it waited for)', async () => {
+    const store = createPostgresStore({
+      connectionString: TEST_POSTGRES_URL,
+      table,
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
+    const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+    await client.connect();
+    try {
+      await store.ready();
+      const message = `put while its removal is in flight ${Math.random()}`;
+      const digest = digestOf(message);
+      // A removal as the store makes it, held open: the placeholder row, then the listing.
+      await client.query('BEGIN');
+      await client.query(`INSERT INTO ${table} (digest, message) VALUES ($1, '')`, [digest]);
+      await client.query(`INSERT INTO ${table}_removed (digest) VALUES ($1)`, [digest]);
+      // Observed at once: it settles as soon as the removal commits.
+      const put = assert.rejects(store.put(digest, message), MessageRemoved);
+      await sleep(300);
+      await client.query(`DELETE FROM ${table} WHERE digest = $1`, [digest]);
+      await client.query('COMMIT');
+      await put;
+      assert.equal(await store.get(digest), REMOVED);
+    } finally {
+      await client.query('ROLLBACK').catch(() => {});
+      await client.end();
       await store.close();
     }
   });

@@ -40,6 +40,7 @@ describeStoreConformance('redis-cluster', {
       }),
     ),
   snapshotEntries: false,
+  watched: true,
   // Every node stops answering clients for a while (a hung store); the cluster bus keeps running,
   // so no failover. A paused node does not take CLIENT UNPAUSE either, so the pause has a term.
   outage: {

@@ -39,7 +39,14 @@ describe('GET /openapi.json', () => {
     ]);
     assert.ok(post?.responses['201']);
     const get = document.paths['/messages/{digest}']?.get;
-    assert.deepEqual(Object.keys(get?.responses ?? {}).sort(), ['200', '304', '404', '500']);
+    assert.deepEqual(Object.keys(get?.responses ?? {}).sort(), ['200', '304', '404', '410', '500']);
+    for (const [path, method] of [
+      ['/messages', 'post'],
+      ['/messages/batch', 'post'],
+      ['/messages/lookup', 'post'],
+    ] as const) {
+      assert.ok(document.paths[path]?.[method]?.responses['410'], `${method} ${path} knows 410`);
+    }
   });
 });
 

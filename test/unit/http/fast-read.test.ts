@@ -33,6 +33,7 @@ const MESSAGES = [
   'x'.repeat(300),
 ];
 const CORRUPT = 'this entry is tampered with';
+const REMOVED_MESSAGE = 'this one was taken down';
 const MISSING = 'ab'.repeat(32);
 
 async function server(fastRead: boolean): Promise<Server> {
@@ -47,7 +48,7 @@ async function server(fastRead: boolean): Promise<Server> {
     },
   });
   const testApp = await buildTestApp([], { logger, fastRead });
-  for (const message of [...MESSAGES, CORRUPT]) {
+  for (const message of [...MESSAGES, CORRUPT, REMOVED_MESSAGE]) {
     const response = await testApp.app.inject({
       method: 'POST',
       url: '/messages',
@@ -56,6 +57,7 @@ async function server(fastRead: boolean): Promise<Server> {
     });
     assert.equal(response.statusCode, 201);
   }
+  assert.equal(await testApp.store.remove(Buffer.from(sha256Hex(REMOVED_MESSAGE), 'hex')), 'removed');
   const raw = openLmdb<string, Buffer>({
     path: testApp.directory,
     encoding: 'string',
@@ -161,7 +163,7 @@ function comparable(line: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
-const digests = [...MESSAGES, CORRUPT].map(sha256Hex);
+const digests = [...MESSAGES, CORRUPT, REMOVED_MESSAGE].map(sha256Hex);
 const path = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...digests).map((digest) => `/messages/${digest}`) },
   { weight: 2, arbitrary: fc.constantFrom(...digests).map((digest) => `/messages/${digest.toUpperCase()}`) },
@@ -244,9 +246,16 @@ describe('the fast read path', () => {
     const subscribers = { start: onStart, end() {}, asyncStart() {}, asyncEnd() {}, error() {} };
     channel.subscribe(subscribers);
     try {
-      const plain = [`/messages/${digests[0]}`, `/messages/${MISSING}`];
+      const plain = [
+        `/messages/${digests[0]}`,
+        `/messages/${MISSING}`,
+        `/messages/${sha256Hex(REMOVED_MESSAGE)}`,
+      ];
       for (const path of plain) await send(fast, { method: 'GET', path, headers: {} });
       assert.deepEqual(handled, [], 'plain reads are answered before Fastify');
+      const removed = await send(fast, { method: 'GET', path: plain[2]!, headers: {} });
+      assert.equal(removed.status, 410);
+      assert.match(removed.body, /"code":"MESSAGE_REMOVED"/);
       await send(fast, { method: 'HEAD', path: plain[0]!, headers: {} });
       await send(fast, { method: 'GET', path: plain[0]!, headers: { accept: 'text/plain' } });
       assert.deepEqual(handled, [plain[0], plain[0]]);
@@ -257,7 +266,10 @@ describe('the fast read path', () => {
       });
       assert.equal(corrupt.status, 500);
       assert.deepEqual(handled.length, 2, 'a corrupt entry is refused without a second read by Fastify');
-      for (const path of plain) await send(reference, { method: 'GET', path, headers: {} });
+      for (const path of plain) {
+        const answer = await send(reference, { method: 'GET', path, headers: {} });
+        if (path === plain[2]) assert.equal(answer.status, 410);
+      }
       assert.deepEqual(handled.slice(2), plain, 'without the fast path, Fastify answers them');
     } finally {
       channel.unsubscribe(subscribers);
