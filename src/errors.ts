@@ -136,19 +136,58 @@ const INVALID_TOKEN_CHALLENGE = Object.freeze({
   'www-authenticate': 'Bearer realm="digestd", error="invalid_token"',
 });
 
-/** A write without a valid `Authorization: Bearer <token>` while write tokens are configured. */
+const INSUFFICIENT_SCOPE_CHALLENGE = Object.freeze({
+  'www-authenticate': 'Bearer realm="digestd", error="insufficient_scope"',
+});
+
+/** What a bearer token is asked for: writing (write tokens) or removing (admin tokens). */
+export type TokenScope = 'write' | 'admin';
+
+const SCOPE_WORDS: Record<TokenScope, { gerund: string; token: string }> = {
+  write: { gerund: 'Writing', token: 'a write token' },
+  admin: { gerund: 'Removing a message', token: 'an admin token (--admin-token)' },
+};
+
+/**
+ * A write without a valid `Authorization: Bearer <token>` while write tokens are configured, or a
+ * removal without a valid admin token.
+ */
 export class Unauthorized extends DigestdError {
   /** The `WWW-Authenticate` challenge of RFC 6750, naming the error when a token was given. */
   override readonly headers: Readonly<Record<string, string>>;
-  constructor(tokenGiven: boolean) {
+  constructor(tokenGiven: boolean, scope: TokenScope = 'write') {
+    const { gerund, token } = SCOPE_WORDS[scope];
     super(
       tokenGiven
-        ? 'The bearer token is not valid for writing.'
-        : 'Writing requires an "Authorization: Bearer <token>" header.',
+        ? `The bearer token is not valid for ${gerund.toLowerCase()}.`
+        : `${gerund} requires an "Authorization: Bearer <token>" header with ${token}.`,
       'UNAUTHORIZED',
       401,
     );
     this.headers = tokenGiven ? INVALID_TOKEN_CHALLENGE : TOKEN_CHALLENGE;
+  }
+}
+
+/** A valid token of another scope: a write token presented for a removal (RFC 6750 insufficient_scope). */
+export class Forbidden extends DigestdError {
+  override readonly headers = INSUFFICIENT_SCOPE_CHALLENGE;
+  constructor(scope: TokenScope) {
+    super(
+      `This token may not be used for ${SCOPE_WORDS[scope].gerund.toLowerCase()}; it needs ${SCOPE_WORDS[scope].token}.`,
+      'FORBIDDEN',
+      403,
+    );
+  }
+}
+
+/** DELETE /messages/<digest> on a server started without any admin token. */
+export class RemovalDisabled extends DigestdError {
+  constructor() {
+    super(
+      'Removal over HTTP is off on this server: start it with --admin-token or --admin-token-file, or use "digestd remove".',
+      'REMOVAL_DISABLED',
+      403,
+    );
   }
 }
 

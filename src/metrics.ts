@@ -123,6 +123,14 @@ export const metrics = {
     registers: [workerRegistry],
   }),
   logLinesDropped: logLinesDroppedMetric(workerRegistry, 'ipc'),
+  messagesRemoved: new Counter({
+    name: 'digestd_messages_removed_total',
+    help:
+      'Removals (DELETE /messages/<digest>) by outcome: removed (the message was deleted), not_stored ' +
+      '(the digest was listed without a message), already_removed.',
+    labelNames: ['outcome'] as const,
+    registers: [workerRegistry],
+  }),
   corruptMessages: new Counter({
     name: 'digestd_corrupt_messages_total',
     help: 'Stored messages that did not hash to their digest when read (never served).',

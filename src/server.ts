@@ -1,6 +1,6 @@
 import type { HttpsOptions } from './http/connection.js';
 import type { FastifyInstance } from 'fastify';
-import { writeTokensOf } from './config/files.js';
+import { adminTokensOf, writeTokensOf } from './config/files.js';
 import type { Config } from './config/schema.js';
 import { buildApp, buildMetricsApp } from './http/app.js';
 import { addressUrl, drain, listen } from './http/listen.js';
@@ -49,12 +49,13 @@ export interface Server {
 /**
  * Opens the configured store and waits until it is ready, then builds the app over it, with each
  * store operation timed and counted and each message read checked against its digest, and the shared rate-limit Redis when the store is Redis.
- * Closing the app closes both. Throws InvalidConfig when --write-token-file cannot be read, and
+ * Closing the app closes both. Throws InvalidConfig when a token file cannot be read, and
  * StoreUnavailable when the store cannot be reached.
  */
 export async function createServer(config: Config, options: ServerOptions): Promise<Server> {
   const { protection } = config;
   const writeTokens = await writeTokensOf(protection);
+  const adminTokens = await adminTokensOf(protection);
   const store =
     options.store ??
     (await openStore(
@@ -88,6 +89,7 @@ export async function createServer(config: Config, options: ServerOptions): Prom
     protection: {
       ...protection,
       writeTokens,
+      adminTokens,
       rateLimit: protection.rateLimit && { ...protection.rateLimit, redis: sharedRedis },
     },
     storeTimeoutMs: config.store.timeoutMs,

@@ -1,4 +1,4 @@
-import { writeTokensOf } from '../config/files.js';
+import { adminTokensOf, writeTokensOf } from '../config/files.js';
 import { loadConfig } from '../config/load.js';
 import { changedSettings, redactStoreUrl } from '../config/redact.js';
 import { createDirectory } from '../directory.js';
@@ -41,6 +41,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv);
   // Settings that need files read are checked here, so a mistake exits 2 instead of crash-looping.
   await writeTokensOf(config.protection);
+  await adminTokensOf(config.protection);
   await createDirectory(config.data.dir).catch((error: unknown) => {
     throw new InvalidConfig([`--data-dir: ${(error as Error).message}`]);
   });

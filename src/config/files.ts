@@ -4,17 +4,16 @@ import { flagOf } from './names.js';
 import type { Config } from './schema.js';
 
 /**
- * The write tokens of the protection settings: --write-token, then the lines of
- * --write-token-file (blank lines and lines starting with # skipped). Throws InvalidConfig when
- * that file cannot be read or holds no token.
+ * The tokens given by a flag, then the lines of a token file (blank lines and lines starting with
+ * # skipped). Throws InvalidConfig naming `flag` when that file cannot be read or holds no token.
  */
-export async function writeTokensOf(
-  protection: Pick<Config['protection'], 'writeTokens' | 'writeTokenFile'>,
+async function tokensOf(
+  listed: readonly string[] | undefined,
+  path: string | undefined,
+  flag: string,
 ): Promise<string[]> {
-  const tokens = [...(protection.writeTokens ?? [])];
-  const path = protection.writeTokenFile;
+  const tokens = [...(listed ?? [])];
   if (path === undefined) return tokens;
-  const flag = flagOf('protection', 'writeTokenFile');
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -27,4 +26,18 @@ export async function writeTokensOf(
     .filter((line) => line !== '' && !line.startsWith('#'));
   if (fromFile.length === 0) throw new InvalidConfig([`${flag}: ${path} holds no token`]);
   return [...tokens, ...fromFile];
+}
+
+/** The write tokens of the protection settings: --write-token, then --write-token-file's lines. */
+export function writeTokensOf(
+  protection: Pick<Config['protection'], 'writeTokens' | 'writeTokenFile'>,
+): Promise<string[]> {
+  return tokensOf(protection.writeTokens, protection.writeTokenFile, flagOf('protection', 'writeTokenFile'));
+}
+
+/** The admin tokens of the protection settings: --admin-token, then --admin-token-file's lines. */
+export function adminTokensOf(
+  protection: Pick<Config['protection'], 'adminTokens' | 'adminTokenFile'>,
+): Promise<string[]> {
+  return tokensOf(protection.adminTokens, protection.adminTokenFile, flagOf('protection', 'adminTokenFile'));
 }

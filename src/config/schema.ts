@@ -379,8 +379,8 @@ export const SCHEMA = {
     },
   },
   /**
-   * Write tokens, the rate limit and load shedding (http/app.ts: ProtectionOptions, once the
-   * token file is read and the rate limit has its Redis).
+   * Write and admin tokens, the rate limit and load shedding (http/app.ts: ProtectionOptions, once
+   * the token files are read and the rate limit has its Redis).
    */
   protection: {
     prefix: 'none',
@@ -396,6 +396,18 @@ export const SCHEMA = {
         kind: 'string',
         placeholder: 'FILE',
         help: 'File of write tokens, one a line (blank lines and # comments skipped); adds to --write-token.',
+      },
+      adminTokens: {
+        kind: 'list',
+        flag: 'admin-token',
+        placeholder: 'TOKEN',
+        secret: true,
+        help: 'Allow DELETE /messages/<digest> (takedown) with "Authorization: Bearer <token>"; repeatable (comma-separated in the env). Without any, removal over HTTP is off.',
+      },
+      adminTokenFile: {
+        kind: 'string',
+        placeholder: 'FILE',
+        help: 'File of admin tokens, one a line (blank lines and # comments skipped); adds to --admin-token.',
       },
       rateLimit: {
         kind: 'rate',

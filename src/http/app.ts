@@ -17,7 +17,7 @@ import admission, { type PressureLimits } from './plugins/admission.js';
 import errorReplies, { answerFrameworkErrors, notFoundReplies } from './plugins/error-replies.js';
 import rateLimit, { type RateLimitOptions } from './plugins/rate-limit.js';
 import responseHeaders from './plugins/response-headers.js';
-import writeTokens from './plugins/write-tokens.js';
+import bearerTokens from './plugins/bearer-tokens.js';
 import docs from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { messageRoutes } from './routes/messages.js';
@@ -40,6 +40,8 @@ export interface HttpOptions {
 export interface ProtectionOptions extends PressureLimits {
   /** Bearer tokens accepted on writes (POST /messages, /messages/batch); none leaves writes open. */
   writeTokens: readonly string[];
+  /** Bearer tokens accepted on removals (DELETE /messages/:digest); none turns removal over HTTP off. */
+  adminTokens: readonly string[];
   /** Per-client rate limit (with an optional ioredis client to share counts); none when absent. */
   rateLimit: RateLimitOptions | undefined;
 }
@@ -148,7 +150,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
     bodyLimitBytes: bodyLimitFor(http.maxMessageBytes),
   });
   void app.register(admission, { ...protection, maxUrlBytes: connection.maxUrlBytes, pressure });
-  void app.register(writeTokens, { tokens: protection.writeTokens });
+  void app.register(bearerTokens, {
+    writeTokens: protection.writeTokens,
+    adminTokens: protection.adminTokens,
+  });
   if (protection.rateLimit) void app.register(rateLimit, protection.rateLimit);
   void app.register(docs);
 

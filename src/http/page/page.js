@@ -28,6 +28,9 @@ async function store(event) {
       headers,
       body: JSON.stringify({ message: document.getElementById('message').value }),
     });
+    if (response.status === 410) {
+      return show(result, 'This message was taken down: it cannot be stored again (MESSAGE_REMOVED).', true);
+    }
     if (!response.ok) return show(result, await errorText(response), true);
     const { digest } = await response.json();
     result.textContent = 'Stored as ';
@@ -52,6 +55,9 @@ async function openDigest(digest) {
     const response = await fetch('/messages/' + encodeURIComponent(digest), {
       headers: { accept: 'application/json' },
     });
+    if (response.status === 410) {
+      return show(result, 'This message was taken down and is no longer served (MESSAGE_REMOVED).', true);
+    }
     if (!response.ok) return show(result, await errorText(response), true);
     const { message } = await response.json();
     document.getElementById('view-digest').textContent = digest.toLowerCase();

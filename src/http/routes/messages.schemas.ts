@@ -86,6 +86,35 @@ export const readMessageSchema = {
   },
 };
 
+/** DELETE /messages/:digest */
+export const removeMessageSchema = {
+  summary: 'Remove a message (takedown)',
+  description:
+    "Deletes the message and lists its digest on the store's denylist, so that every node answers " +
+    'it 410 MESSAGE_REMOVED and refuses it when posted again. Requires Authorization: Bearer ' +
+    'with an admin token (--admin-token); without any configured, removal over HTTP is off. ' +
+    'Idempotent. Clients and proxies may still hold copies of earlier 200 answers (immutable).',
+  params: { type: 'object', properties: { digest: digestProperty }, required: ['digest'] },
+  response: {
+    200: {
+      description:
+        'Removed: outcome is removed (the message was deleted), not_stored (the digest is listed without a message) or already_removed',
+      type: 'object',
+      properties: {
+        digest: { type: 'string' },
+        outcome: { type: 'string', enum: ['removed', 'not_stored', 'already_removed'] },
+      },
+      required: ['digest', 'outcome'],
+    },
+    ...errors({
+      400: 'The digest is not 64 hex digits (INVALID_DIGEST)',
+      401: 'An admin token is required (UNAUTHORIZED)',
+      403: 'A write token instead of an admin token (FORBIDDEN), or no admin token configured (REMOVAL_DISABLED)',
+      503: 'The store could not take the removal (STORE_UNAVAILABLE); retry',
+    }),
+  },
+};
+
 /** POST /messages/batch */
 export const storeBatchSchema = {
   summary: 'Store many messages at once, all durable before the answer',

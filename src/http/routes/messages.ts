@@ -1,13 +1,20 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { digestHexOf, digestOf, formatDigest, parseDigest, type Digest } from '../../digest.js';
-import { AnswerTooLarge, MessageNotFound, MessageRemoved } from '../../errors.js';
+import { AnswerTooLarge, InvalidDigest, MessageNotFound, MessageRemoved } from '../../errors.js';
+import { metrics } from '../../metrics.js';
 import { REMOVED, type Removed } from '../../store/types.js';
 import { IMMUTABLE_CACHE_CONTROL, sendError } from '../answer.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
 import { digestsFromBody, messageFromBody, messagesFromBody } from './messages.body.js';
-import { lookupSchema, readMessageSchema, storeBatchSchema, storeMessageSchema } from './messages.schemas.js';
+import {
+  lookupSchema,
+  readMessageSchema,
+  removeMessageSchema,
+  storeBatchSchema,
+  storeMessageSchema,
+} from './messages.schemas.js';
 
 /** Options of the message routes. */
 export interface MessageRoutesOptions {
@@ -33,7 +40,9 @@ const LOOKUP_SLICE = 8;
 const MESSAGE_NOT_FOUND = new MessageNotFound();
 const MESSAGE_REMOVED = new MessageRemoved();
 
-/** POST /messages, GET|HEAD /messages/:digest, POST /messages/batch, POST /messages/lookup. */
+/**
+ * POST /messages, GET|HEAD|DELETE /messages/:digest, POST /messages/batch, POST /messages/lookup.
+ */
 export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, options, done) => {
   const { store } = app;
 
@@ -61,6 +70,21 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
         return cacheable(reply, etag).code(304).send();
       }
       return answerRead(reply, await store.get(digest), etag, asText);
+    },
+  );
+
+  // A takedown: only with an admin token (plugins/bearer-tokens.ts), logged with the token's id.
+  app.delete<{ Params: { digest: string } }>(
+    '/messages/:digest',
+    { config: { admin: true }, schema: removeMessageSchema },
+    async (request, reply) => {
+      const digest = parseDigest(request.params.digest);
+      if (digest === undefined) throw new InvalidDigest('The digest must be 64 hex digits.');
+      const outcome = await store.remove(digest);
+      metrics.messagesRemoved.inc({ outcome });
+      const hex = formatDigest(digest);
+      request.log.info({ digest: hex, outcome, tokenId: request.tokenId }, 'message removed');
+      return reply.header('cache-control', 'no-store').send({ digest: hex, outcome });
     },
   );
 
@@ -108,7 +132,7 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
   allowOnly(app, '/messages', ['POST']);
   allowOnly(app, '/messages/batch', ['POST']);
   allowOnly(app, '/messages/lookup', ['POST']);
-  allowOnly(app, '/messages/:digest', ['GET', 'HEAD']);
+  allowOnly(app, '/messages/:digest', ['GET', 'HEAD', 'DELETE']);
   done();
 };
 

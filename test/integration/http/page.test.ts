@@ -3,7 +3,13 @@ import { access, constants, mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { postMessage, startServer, temporaryDirectory, type RunningServer } from '../../helpers/server.js';
+import {
+  postMessage,
+  request,
+  startServer,
+  temporaryDirectory,
+  type RunningServer,
+} from '../../helpers/server.js';
 import { serviceSkip } from '../../helpers/services.js';
 import { sha256Hex } from '../../harness/sha256.js';
 
@@ -17,11 +23,12 @@ const skip = await serviceSkip(
   'apt-get install -y chromium (bash .ci/services does this)',
 );
 
+const ADMIN = 'page-test-admin-token';
 let server: RunningServer;
 let context: BrowserContext;
 before(async () => {
   if (skip) return;
-  server = await startServer();
+  server = await startServer({ args: ['--admin-token', ADMIN] });
   context = await chromium.launchPersistentContext(await temporaryDirectory('digestd-chromium-'), {
     executablePath: CHROMIUM,
     headless: true,
@@ -95,6 +102,25 @@ describe('the web page at /', { skip: skip ?? false }, () => {
     await page.goto(`${server.url}/#${'0'.repeat(64)}`);
     await page.locator('#open-result', { hasText: 'Message not found (MESSAGE_NOT_FOUND)' }).waitFor();
     assert.equal(await page.locator('#view').isHidden(), true);
+    await page.close();
+  });
+
+  it('says when a message was taken down, when opened and when stored again', async () => {
+    const removed = `taken down, then opened ${Math.random()}`;
+    assert.equal((await postMessage(server, removed)).status, 201);
+    const deleted = await request(`${server.url}/messages/${sha256Hex(removed)}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN}` },
+      ca: server.ca,
+    });
+    assert.equal(deleted.status, 200, deleted.body);
+    const page = await context.newPage();
+    await page.goto(`${server.url}/#${sha256Hex(removed)}`);
+    await page.locator('#open-result', { hasText: 'taken down and is no longer served' }).waitFor();
+    assert.equal(await page.locator('#view').isHidden(), true);
+    await page.fill('#message', removed);
+    await page.click('#store');
+    await page.locator('#store-result', { hasText: 'taken down: it cannot be stored again' }).waitFor();
     await page.close();
   });
 

@@ -207,9 +207,9 @@ describe('routing of /messages/batch and /messages/lookup', () => {
     });
   }
 
-  it('still answers 405 Allow: GET, HEAD for POST /messages/<digest>', async () => {
+  it('still answers 405 Allow: GET, HEAD, DELETE for POST /messages/<digest>', async () => {
     const response = await app.inject({ method: 'POST', url: `/messages/${sha256Hex('alpha')}` });
     assert.equal(response.statusCode, 405);
-    assert.equal(response.headers.allow, 'GET, HEAD');
+    assert.equal(response.headers.allow, 'GET, HEAD, DELETE');
   });
 });

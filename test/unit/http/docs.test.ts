@@ -31,7 +31,7 @@ describe('GET /openapi.json', () => {
       '/readyz',
     ]);
     assert.deepEqual(Object.keys(document.paths['/messages'] ?? {}), ['post']);
-    assert.deepEqual(Object.keys(document.paths['/messages/{digest}'] ?? {}), ['get']);
+    assert.deepEqual(Object.keys(document.paths['/messages/{digest}'] ?? {}), ['get', 'delete']);
     const post = document.paths['/messages']?.post;
     assert.deepEqual(Object.keys(post?.requestBody?.content ?? {}).sort(), [
       'application/json',
@@ -40,6 +40,8 @@ describe('GET /openapi.json', () => {
     assert.ok(post?.responses['201']);
     const get = document.paths['/messages/{digest}']?.get;
     assert.deepEqual(Object.keys(get?.responses ?? {}).sort(), ['200', '304', '404', '410', '500']);
+    const remove = document.paths['/messages/{digest}']?.delete;
+    assert.deepEqual(Object.keys(remove?.responses ?? {}).sort(), ['200', '400', '401', '403', '503']);
     for (const [path, method] of [
       ['/messages', 'post'],
       ['/messages/batch', 'post'],
