@@ -11,7 +11,7 @@ import type { Command } from '../src/config/schema.js';
 
 export const CONFIGURATION_DOC = fileURLToPath(new URL('../docs/configuration.md', import.meta.url));
 
-const COMMANDS: readonly Command[] = ['serve', 'migrate', 'verify', 'backup', 'restore'];
+const COMMANDS: readonly Command[] = ['serve', 'migrate', 'verify', 'backup', 'restore', 'remove'];
 
 const cell = (text: string) => text.replaceAll('|', '\\|');
 

@@ -9,14 +9,22 @@ import type { MessageStore } from './store/types.js';
 import { VERSION } from './version.js';
 
 /**
- * The backup file format (docs/backup.md): UTF-8 JSON lines. A header, one line per message, and a
- * trailer that counts them and holds the SHA-256 of every byte before it, so a truncated or altered
- * file is told from a whole one. Gzip-compressed when the file name ends in `.gz` (the reader
- * looks at the content, not the name).
+ * The backup file format (docs/backup.md): UTF-8 JSON lines. A header, one line per message or
+ * removed digest, and a trailer that counts them and holds the SHA-256 of every byte before it, so
+ * a truncated or altered file is told from a whole one. Gzip-compressed when the file name ends in
+ * `.gz` (the reader looks at the content, not the name).
  */
 export const BACKUP_FORMAT = 'digestd-backup';
-/** Raised when a reader of this version could not read the new files; older readers refuse them. */
-export const BACKUP_VERSION = 1;
+/**
+ * Raised when a reader of this version could not read the new files; older readers refuse them.
+ * Version 2 added the records of removed digests; version 1 files are still read.
+ */
+export const BACKUP_VERSION = 2;
+
+/** One record of a backup: a message under its digest, or a digest on the store's denylist. */
+export type BackupRecord =
+  | { readonly digest: Digest; readonly message: string; readonly removed?: undefined }
+  | { readonly removed: Digest };
 
 /** The first line of a backup. */
 export interface BackupHeader {
@@ -34,6 +42,8 @@ export interface BackupHeader {
 export interface BackupWritten {
   /** Message records in the file. */
   messages: number;
+  /** Records of removed digests in the file. */
+  removed: number;
   /** Size of the file on disk (compressed, when it is). */
   bytes: number;
   /** The trailer's checksum: SHA-256 of the uncompressed bytes before the trailer, in hex. */
@@ -54,7 +64,11 @@ const MAX_LINE_BYTES = 2 ** 30;
 /**
  * Writes every entry of `store` to `file`, as the store's `entries()` walks it (one snapshot on
  * LMDB and PostgreSQL, see MessageStore.entries); give a verified store (store/verified.ts) so
- * that an entry that does not match its digest is left out. Memory stays bounded: entries stream from the
+ * that an entry that does not match its digest is left out. The denylist is read before the
+ * messages and written first, so that a restore lists a digest before it meets the message; it is
+ * read again after them, and the digests removed meanwhile follow the messages: whatever was
+ * removed before the message walk began is never in the file, and anything removed during it is
+ * listed. Memory stays bounded: entries stream from the
  * store to the file with backpressure. The file is written through writeFileDurably, so `file` is
  * either the previous content or the whole new backup, even across a power cut.
  */
@@ -72,8 +86,21 @@ export async function writeBackup(
   };
   const checksum = createHash('sha256');
   let messages = 0;
+  let removed = 0;
   async function* text(): AsyncGenerator<string> {
     let chunk = `${JSON.stringify(header)}\n`;
+    const listed = new Set<string>();
+    for await (const digest of store.removedDigests()) {
+      const hex = formatDigest(digest);
+      listed.add(hex);
+      chunk += `${JSON.stringify({ removed: hex })}\n`;
+      removed += 1;
+      if (chunk.length >= CHUNK_CHARS) {
+        checksum.update(chunk);
+        yield chunk;
+        chunk = '';
+      }
+    }
     for await (const [digest, message] of store.entries()) {
       options.onEntry?.();
       chunk += `${JSON.stringify({ digest: formatDigest(digest), message })}\n`;
@@ -84,9 +111,20 @@ export async function writeBackup(
         chunk = '';
       }
     }
+    for await (const digest of store.removedDigests()) {
+      const hex = formatDigest(digest);
+      if (listed.has(hex)) continue;
+      chunk += `${JSON.stringify({ removed: hex })}\n`;
+      removed += 1;
+      if (chunk.length >= CHUNK_CHARS) {
+        checksum.update(chunk);
+        yield chunk;
+        chunk = '';
+      }
+    }
     checksum.update(chunk);
     sha256 = checksum.digest('hex');
-    yield `${chunk}${JSON.stringify({ end: true, messages, sha256 })}\n`;
+    yield `${chunk}${JSON.stringify({ end: true, messages, removed, sha256 })}\n`;
   }
   let sha256 = '';
   const content = Readable.from(text());
@@ -102,18 +140,21 @@ export async function writeBackup(
     if ((error as NodeJS.ErrnoException).syscall === undefined) throw error;
     throw new Error(`Cannot write the backup ${file}: ${systemErrorReason(error)}.`, { cause: error });
   }
-  return { messages, bytes: (await stat(file)).size, sha256 };
+  return { messages, removed, bytes: (await stat(file)).size, sha256 };
 }
 
 /** A backup file opened for reading: its header, then its records. */
 export interface BackupReader {
   header: BackupHeader;
   /**
-   * Each message record as stored, in file order; the caller checks that each message hashes to
-   * its digest. Rejects with BackupInvalid on a line that is not a record, and, after the last
-   * record, when the trailer is missing (a truncated file) or its count or checksum differs.
+   * Each message record as stored, in file order (removed digests are checked and skipped); the
+   * caller checks that each message hashes to its digest. Rejects with BackupInvalid on a line
+   * that is not a record, and, after the last record, when the trailer is missing (a truncated
+   * file) or its counts or checksum differ.
    */
   entries(): AsyncIterable<readonly [Digest, string]>;
+  /** Every record, messages and removed digests, in file order, checked as entries() checks them. */
+  records(): AsyncIterable<BackupRecord>;
   /** Closes the file (entries() does so when it ends). */
   close(): Promise<void>;
 }
@@ -158,14 +199,22 @@ export async function openBackup(file: string): Promise<BackupReader> {
   if (typeof header.version !== 'number' || header.version > BACKUP_VERSION) {
     await close();
     throw new BackupInvalid(
-      `${file} is a backup of format version ${String(header.version)}; this digestd reads version ${BACKUP_VERSION} (upgrade digestd).`,
+      `${file} is a backup of format version ${String(header.version)}; this digestd reads versions 1 to ${BACKUP_VERSION} (upgrade digestd).`,
     );
   }
   const checksum = createHash('sha256').update(headerLine!).update('\n');
+  const version = header.version;
 
   async function* entries(): AsyncGenerator<readonly [Digest, string]> {
+    for await (const record of records()) {
+      if (record.removed === undefined) yield [record.digest, record.message] as const;
+    }
+  }
+
+  async function* records(): AsyncGenerator<BackupRecord> {
     let number = 1;
     let messages = 0;
+    let removed = 0;
     try {
       for (;;) {
         const next = await lines.next();
@@ -180,6 +229,13 @@ export async function openBackup(file: string): Promise<BackupReader> {
               `the trailer counts ${String(record.messages)} messages, the file holds ${messages}`,
             );
           }
+          // Version 1 has no removed digests, and its trailer does not count them.
+          if ((record.removed ?? 0) !== removed) {
+            throw fail(
+              number,
+              `the trailer counts ${String(record.removed)} removed digests, the file holds ${removed}`,
+            );
+          }
           if (record.sha256 !== checksum.digest('hex')) {
             throw fail(
               number,
@@ -189,13 +245,21 @@ export async function openBackup(file: string): Promise<BackupReader> {
           if (!(await lines.next()).done) throw fail(number + 1, 'there is more after the trailer');
           return;
         }
+        if (record.removed !== undefined && version >= 2) {
+          const listed = typeof record.removed === 'string' ? parseDigest(record.removed) : undefined;
+          if (listed === undefined) throw fail(number, 'not a digest (64 hex digits) after "removed"');
+          checksum.update(next.value).update('\n');
+          removed += 1;
+          yield { removed: listed };
+          continue;
+        }
         const digest = typeof record.digest === 'string' ? parseDigest(record.digest) : undefined;
         if (digest === undefined || typeof record.message !== 'string') {
           throw fail(number, 'not a record of a digest and a message');
         }
         checksum.update(next.value).update('\n');
         messages += 1;
-        yield [digest, record.message] as const;
+        yield { digest, message: record.message };
       }
     } catch (error) {
       throw readFailure(file, error);
@@ -203,7 +267,7 @@ export async function openBackup(file: string): Promise<BackupReader> {
       await close();
     }
   }
-  return { header: header as BackupHeader, entries, close };
+  return { header: header as BackupHeader, entries, records, close };
 }
 
 function readFailure(file: string, error: unknown): BackupInvalid {

@@ -41,7 +41,7 @@ export async function backup(argv: readonly string[]): Promise<void> {
     }
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     process.stdout.write(
-      `backup: wrote ${written.messages} messages, mismatched ${mismatched}, ` +
+      `backup: wrote ${written.messages} messages, ${written.removed} removed digests, mismatched ${mismatched}, ` +
         `${written.bytes} bytes in ${seconds} s to ${file} (sha256 ${written.sha256})\n`,
     );
     if (mismatched > 0) process.exitCode = 1;

@@ -4,6 +4,7 @@ import { writeStderr } from '../log/stdio.js';
 import { VERSION } from '../version.js';
 import { backup } from './backup.js';
 import { migrate } from './migrate.js';
+import { remove } from './remove.js';
 import { restore } from './restore.js';
 import { serve } from './serve.js';
 import { verify } from './verify.js';
@@ -26,6 +27,10 @@ const SUBCOMMANDS = {
     'write every message to a backup file while the store serves',
   ],
   restore: ['digestd restore --from <file> --to <url>', 'write every message of a backup file into a store'],
+  remove: [
+    'digestd remove [--store <url>] [--from <file>] <digest>...',
+    'take messages down: delete them and refuse them on every node',
+  ],
 } as const;
 
 /** Columns of help text: the terminal's, else 80. */
@@ -57,6 +62,9 @@ ${settingsHelp('backup', width())}
 
 Options of restore:
 ${settingsHelp('restore', width())}
+
+Options of remove:
+${settingsHelp('remove', width())}
 `;
 
 const commands: Record<string, (argv: readonly string[]) => Promise<void>> = {
@@ -65,6 +73,7 @@ const commands: Record<string, (argv: readonly string[]) => Promise<void>> = {
   verify,
   backup,
   restore,
+  remove,
 };
 
 /** Exit status for usage and configuration mistakes. */

@@ -1,15 +1,17 @@
 import { loadConfig } from '../config/load.js';
 import { formatDigest, type Digest } from '../digest.js';
 import { verifiedStore } from '../store/verified.js';
-import { copyEntries } from './copy.js';
+import { copyEntries, copyRemovals } from './copy.js';
 import { startProgress, type Progress } from './progress.js';
 import { openCommandStore } from './source.js';
 
 /**
  * `digestd migrate --from <store> --to <store>`: copies every message, checking that each one
- * hashes to its key. Idempotent and resumable: a message already in the target is skipped, so
- * running it again after an interruption copies only what is missing. Entries whose digest does
- * not match are reported on stderr and not copied; the exit status is then 1.
+ * hashes to its key, and the denylist of removed digests: first, so that no removed message is
+ * written, and again after the messages, for what was removed meanwhile. Idempotent and
+ * resumable: a message already in the target is skipped, so running it again after an
+ * interruption copies only what is missing. Entries whose digest does not match are reported on
+ * stderr and not copied; the exit status is then 1.
  */
 export async function migrate(argv: readonly string[]): Promise<void> {
   const config = loadConfig(argv, undefined, 'migrate');
@@ -39,14 +41,17 @@ export async function migrate(argv: readonly string[]): Promise<void> {
   try {
     progress = startProgress({ label: 'migrate', total: await source.count() });
     let result;
+    let listed = await copyRemovals(source.removedDigests(), target);
     try {
       result = await copyEntries(source.entries(), target, progress);
     } finally {
       progress.stop();
     }
-    const { copied, present } = result;
+    listed += await copyRemovals(source.removedDigests(), target);
+    const { copied, present, refused } = result;
     process.stdout.write(
-      `migrate: copied ${copied}, already present ${present}, mismatched ${mismatched.length}\n`,
+      `migrate: copied ${copied}, already present ${present}, mismatched ${mismatched.length}, ` +
+        `removed digests listed ${listed}, refused as removed ${refused}\n`,
     );
     if (mismatched.length > 0) process.exitCode = 1;
   } finally {

@@ -61,6 +61,9 @@ export function freezeConfig(config: Config): Config {
   return Object.freeze(config);
 }
 
+/** Subcommands that take operands besides their flags (`digestd remove <digest>...`). */
+const TAKES_OPERANDS: ReadonlySet<Command> = new Set(['remove']);
+
 /**
  * Builds the configuration of a subcommand from the environment and command-line flags.
  * Throws InvalidConfig listing every bad setting by flag and environment variable.
@@ -71,15 +74,28 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   command: Command = 'serve',
 ): Config {
+  return loadCommandLine(argv, env, command).config;
+}
+
+/**
+ * loadConfig, and the operands of a subcommand that takes them (`digestd remove`'s digests), in
+ * the order given; any other subcommand refuses operands.
+ */
+export function loadCommandLine(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  command: Command = 'serve',
+): { config: Config; operands: readonly string[] } {
   const problems: string[] = [];
   let flags: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  let operands: string[];
   try {
-    flags = parseArgs({
+    ({ values: flags, positionals: operands } = parseArgs({
       args: [...argv],
       options: parseArgsOptions(command),
       strict: true,
-      allowPositionals: false,
-    }).values;
+      allowPositionals: TAKES_OPERANDS.has(command),
+    }));
   } catch (error) {
     throw new InvalidConfig([withSuggestion(error as Error & { code?: string }, command)]);
   }
@@ -176,6 +192,9 @@ export function loadConfig(
       `${flagOf('supervisor', 'workerTimeoutMs')}: 0 (off) or at least ${MIN_WORKER_TIMEOUT_MS} ms (a few heartbeats)`,
     );
   }
+  if (command === 'remove' && operands.length === 0 && config.remove.from === undefined) {
+    problems.push(`name the digests to remove as arguments, or give ${namesOf('remove', 'from')}`);
+  }
   if (problems.length > 0) throw new InvalidConfig(problems);
-  return freezeConfig(config);
+  return { config: freezeConfig(config), operands };
 }

@@ -10,7 +10,7 @@ import { LOG_LEVELS } from '../log/logger.js';
  */
 
 /** The subcommands that take settings. */
-export type Command = 'serve' | 'migrate' | 'verify' | 'backup' | 'restore';
+export type Command = 'serve' | 'migrate' | 'verify' | 'backup' | 'restore' | 'remove';
 export type Kind = 'string' | 'integer' | 'boolean' | 'bytes' | 'choice' | 'store' | 'list' | 'rate';
 
 export interface SettingSpec {
@@ -87,7 +87,7 @@ export const SCHEMA = {
         default: './data',
         placeholder: 'DIR',
         help: 'Directory for the embedded store and the generated TLS certificate.',
-        commands: ['serve', 'verify', 'backup'],
+        commands: ['serve', 'verify', 'backup', 'remove'],
       },
     },
   },
@@ -295,6 +295,18 @@ export const SCHEMA = {
       },
     },
   },
+  /** Where `digestd remove` reads digests besides its arguments. */
+  remove: {
+    prefix: 'env',
+    settings: {
+      from: {
+        kind: 'string',
+        placeholder: 'FILE',
+        help: 'File of digests to remove, one (64 hex digits) a line; blank lines and # comments skipped.',
+        commands: ['remove'],
+      },
+    },
+  },
   /** What `digestd verify` checks instead of a store. */
   verify: {
     prefix: 'env',
@@ -316,7 +328,7 @@ export const SCHEMA = {
         flag: 'store',
         placeholder: 'URL',
         help: 'Message store: lmdb:<dir> (default: lmdb:<data-dir>), postgres://user@host:port/db, redis://host:port, redis-cluster://host:port,host:port,...',
-        commands: ['serve', 'verify', 'backup'],
+        commands: ['serve', 'verify', 'backup', 'remove'],
       },
       waitSeconds: {
         kind: 'integer',
@@ -333,7 +345,7 @@ export const SCHEMA = {
         min: 10,
         max: 600_000,
         help: 'Milliseconds any store operation may take before it fails with STORE_UNAVAILABLE (a request then answers 503).',
-        commands: ['serve', 'migrate', 'verify', 'backup', 'restore'],
+        commands: ['serve', 'migrate', 'verify', 'backup', 'restore', 'remove'],
       },
       diskReserveBytes: {
         kind: 'bytes',
@@ -357,7 +369,7 @@ export const SCHEMA = {
         max: 64,
         placeholder: 'N',
         help: 'Redis replicas that must confirm each write (WAIT) before 201; a shard with fewer answers writes 503 (default: 0 until a replica is seen, then 1).',
-        commands: ['serve', 'migrate', 'restore'],
+        commands: ['serve', 'migrate', 'restore', 'remove'],
       },
     },
   },

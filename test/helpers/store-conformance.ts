@@ -8,7 +8,7 @@ import { digestOf } from '../../src/digest.js';
 import { MessageRemoved, StoreUnavailable } from '../../src/errors.js';
 import { MUST_WAIT, REMOVED, type MessageStore, type RemovalWatcher } from '../../src/store/types.js';
 import { openBackup, writeBackup } from '../../src/backup.js';
-import { copyEntries } from '../../src/cli/copy.js';
+import { applyRemovals, copyEntries } from '../../src/cli/copy.js';
 import { verifiedEntries, verifiedStore, type Mismatch } from '../../src/store/verified.js';
 
 /** How a backend's test file hands its store to the shared suite. */
@@ -188,7 +188,7 @@ export function describeStoreConformance(name: string, target: ConformanceTarget
       assert.equal(await store.get(late), lateMessage);
     });
 
-    it('backs up into a file that restores into an empty store, which then serves every message', async () => {
+    it('backs up into a file that restores into an empty store, which then serves every message and refuses every removed one', async () => {
       const run = Math.random();
       const messages = [
         '',
@@ -196,6 +196,11 @@ export function describeStoreConformance(name: string, target: ConformanceTarget
         ...Array.from({ length: 300 }, (_, index) => `backed up ${run} ${index}`),
       ];
       await store.putMany(messages.map((message) => [digestOf(message), message] as const));
+      const removed = `backed up, then removed ${run}`;
+      await store.put(digestOf(removed), removed);
+      await store.remove(digestOf(removed));
+      const neverStored = digestOf(`listed without ever being stored ${run}`);
+      await store.remove(neverStored);
       const directory = await mkdtemp(path.join(tmpdir(), 'digestd-backup-'));
       const restored = await target.openEmpty();
       try {
@@ -206,11 +211,20 @@ export function describeStoreConformance(name: string, target: ConformanceTarget
         assert.equal(reader.header.store, store.kind);
         await restored.ready();
         const mismatched: Mismatch[] = [];
-        const entries = verifiedEntries(reader.entries(), 'backup', (mismatch) => mismatched.push(mismatch));
+        const listed = { count: 0 };
+        const entries = verifiedEntries(
+          applyRemovals(reader.records(), restored, listed),
+          'backup',
+          (mismatch) => mismatched.push(mismatch),
+        );
         const copied = await copyEntries(entries, restored, { advance() {}, stop() {} });
         assert.equal(copied.copied + copied.present, written.messages);
         assert.deepEqual(mismatched, []);
+        assert.ok(written.removed >= 2 && listed.count === written.removed, 'the denylist is carried');
         for (const message of messages) assert.equal(await restored.get(digestOf(message)), message);
+        assert.equal(await restored.get(digestOf(removed)), REMOVED);
+        assert.equal(await restored.get(neverStored), REMOVED);
+        await assert.rejects(restored.put(digestOf(removed), removed), MessageRemoved);
       } finally {
         await restored.close();
         await rm(directory, { recursive: true, force: true });

@@ -91,7 +91,7 @@ describe('backup files', () => {
       [
         'a newer format',
         text.replace(`"version":${BACKUP_VERSION}`, `"version":${BACKUP_VERSION + 1}`),
-        /format version 2; this digestd reads version 1/,
+        /format version 3; this digestd reads versions 1 to 2/,
       ],
     ];
     for (const [name, content, reason] of cases) {
@@ -142,6 +142,7 @@ describe('backup files', () => {
         yield entry;
       }
     };
+    failing.removedDigests = () => store.removedDigests();
     Object.defineProperty(failing, 'kind', { value: 'lmdb' });
     await assert.rejects(writeBackup(failing, file), StoreUnavailable);
     assert.deepEqual(await readFile(file), previous);
@@ -156,6 +157,84 @@ describe('backup files', () => {
       writeBackup(store, path.join(directory, 'missing', 'x.jsonl')),
       /Cannot write the backup .*missing\/x\.jsonl: no such file or directory/,
     );
+  });
+
+  it('carry the denylist: removed digests before the messages, and those removed during the walk after them', async () => {
+    const source = await createLmdbStore({
+      path: path.join(directory, 'with-removals'),
+      timeoutMs: STORE_TIMEOUT_MS,
+    });
+    try {
+      await source.putMany(
+        ['kept', 'removed before', 'removed during'].map((m) => [digestOf(m), m] as const),
+      );
+      await source.remove(digestOf('removed before'));
+      const file = path.join(directory, 'with-removals.jsonl');
+      // Removed while the messages are walked: after the first listing, before the second.
+      const during: MessageStore = Object.create(source) as MessageStore;
+      during.removedDigests = () => source.removedDigests();
+      during.entries = async function* () {
+        yield* source.entries();
+        await source.remove(digestOf('removed during'));
+      };
+      Object.defineProperty(during, 'kind', { value: 'lmdb' });
+      const written = await writeBackup(during, file);
+      assert.equal(written.removed, 2);
+      const lines = (await readFile(file, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(lines[1], { removed: formatDigest(digestOf('removed before')) });
+      assert.deepEqual(lines.at(-2), { removed: formatDigest(digestOf('removed during')) });
+      assert.equal(lines.at(-1)?.removed, 2);
+      const reader = await openBackup(file);
+      const kinds: string[] = [];
+      for await (const record of reader.records())
+        kinds.push(record.removed === undefined ? record.message : 'removed');
+      // The messages come in the store's (digest) order, between the two listings.
+      assert.deepEqual(
+        [kinds[0], kinds.slice(1, -1).sort(), kinds.at(-1)],
+        ['removed', ['kept', 'removed during'], 'removed'],
+      );
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('of format version 1 (no removed digests) are still read; a removed record there, or a miscounted one, is refused', async () => {
+    const records = ['a', 'b'].map((message) =>
+      JSON.stringify({ digest: formatDigest(digestOf(message)), message }),
+    );
+    const header = JSON.stringify({
+      format: BACKUP_FORMAT,
+      version: 1,
+      store: 'lmdb',
+      created: 'x',
+      digestd: '0',
+    });
+    const body = `${header}\n${records.join('\n')}\n`;
+    const v1 = path.join(directory, 'version-1.jsonl');
+    await writeFile(
+      v1,
+      `${body}${JSON.stringify({ end: true, messages: 2, sha256: digestOf(body).toString('hex') })}\n`,
+    );
+    assert.deepEqual([...(await readAll(v1)).values()], ['a', 'b']);
+
+    const listed = `${body}${JSON.stringify({ removed: formatDigest(digestOf('c')) })}\n`;
+    const v1Removed = path.join(directory, 'version-1-removed.jsonl');
+    await writeFile(
+      v1Removed,
+      `${listed}${JSON.stringify({ end: true, messages: 2, sha256: digestOf(listed).toString('hex') })}\n`,
+    );
+    await assert.rejects(readAll(v1Removed), /not a record/);
+
+    const v2Body = listed.replace('"version":1', `"version":${BACKUP_VERSION}`);
+    const miscounted = path.join(directory, 'version-2-miscounted.jsonl');
+    await writeFile(
+      miscounted,
+      `${v2Body}${JSON.stringify({ end: true, messages: 2, removed: 0, sha256: digestOf(v2Body).toString('hex') })}\n`,
+    );
+    await assert.rejects(readAll(miscounted), /counts 0 removed digests, the file holds 1/);
   });
 
   it('are written owner-only and gunzip to the same lines as the plain file', async () => {

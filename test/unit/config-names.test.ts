@@ -93,7 +93,7 @@ function outcome(run: () => unknown, sources: readonly string[]): unknown {
 }
 
 describe('setting names', () => {
-  for (const command of ['serve', 'migrate', 'verify', 'backup', 'restore'] as const) {
+  for (const command of ['serve', 'migrate', 'verify', 'backup', 'restore', 'remove'] as const) {
     it(`digestd ${command} --help lists every setting of the schema with its flag, default and variable, and nothing else`, async () => {
       const rows = await helpRows(command);
       const settings = schemaSettings(command);
@@ -127,12 +127,13 @@ describe('setting names', () => {
 
     it(`${command} reads each environment variable as the flag it pairs with`, () => {
       const { names, switches } = listed(command);
-      // What migrate requires, so that the setting under test decides the outcome.
+      // What each command requires, so that the setting under test decides the outcome.
       const required: Record<string, string> =
         {
           migrate: { DIGESTD_MIGRATE_FROM: 'lmdb:/from', DIGESTD_MIGRATE_TO: 'lmdb:/to' },
           backup: { DIGESTD_BACKUP_TO: '/backup' },
           restore: { DIGESTD_RESTORE_FROM: '/backup', DIGESTD_RESTORE_TO: 'lmdb:/to' },
+          remove: { DIGESTD_REMOVE_FROM: '/digests' },
         }[command as string] ?? {};
       const defaults = outcome(() => loadConfig([], required, command), []);
       for (const [flag, env] of names) {

@@ -130,7 +130,7 @@ describe('digestd backup and restore', { skip: skip ?? false, timeout: 300_000 }
         assert.equal(restored.code, 0, restored.stderr);
         assert.match(
           restored.stdout,
-          /^restore: copied \d+, already present 0, mismatched 0 \(backup of a [a-z-]+ store taken [0-9T:.-]+Z\)\n$/,
+          /^restore: copied \d+, already present 0, mismatched 0, removed digests listed 0, refused as removed 0 \(backup of a [a-z-]+ store taken [0-9T:.-]+Z\)\n$/,
         );
       }
       const server = await startServer({ args: ['--store', url, '--no-tls', '--workers', '1'] });
@@ -147,7 +147,7 @@ describe('digestd backup and restore', { skip: skip ?? false, timeout: 300_000 }
           assert.equal(backup.code, 0, backup.stderr);
           assert.match(
             backup.stdout,
-            /^backup: wrote \d+ messages, mismatched 0, \d+ bytes in [\d.]+ s to \S+ \(sha256 [0-9a-f]{64}\)\n$/,
+            /^backup: wrote \d+ messages, 0 removed digests, mismatched 0, \d+ bytes in [\d.]+ s to \S+ \(sha256 [0-9a-f]{64}\)\n$/,
           );
           assert.ok(load.acknowledged.length > before.length, 'writes went on while the backup ran');
           const inBackup = await digestsIn(file);
