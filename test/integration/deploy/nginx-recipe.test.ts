@@ -8,12 +8,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { temporaryDirectory } from '../../harness/digestd.js';
 import { request } from '../../harness/http.js';
-import { readmeBlock } from '../../harness/readme.js';
+import { docBlock } from '../../harness/readme.js';
 import { sha256Hex } from '../../harness/sha256.js';
 import { freePort, postgresForTest, serviceSkip, TEST_POSTGRES_URL } from '../../helpers/services.js';
 
 /**
- * The README's local nginx recipe, run as written: its start block (a certificate, two nodes with
+ * The local nginx recipe of docs/deploy.md, run as written: its start block (a certificate, two nodes with
  * their own data directories over one PostgreSQL table, Debian's nginx with the shipped
  * deploy/nginx.conf), then its try block (curl through nginx, then kill by the recorded PIDs).
  * Only the ports, the directory and the store's table come from the environment, through the
@@ -34,9 +34,9 @@ const postgres = await postgresForTest(
   'the recipe’s nodes share the test PostgreSQL (bash .ci/services starts it)',
 );
 
-/** Runs a README block with bash, failing on the first failing command. */
+/** Runs a block of the recipe with bash, failing on the first failing command. */
 async function runBlock(marker: string, env: NodeJS.ProcessEnv): Promise<string> {
-  const block = await readmeBlock(`<!-- readme-test: ${marker} -->`);
+  const block = await docBlock('docs/deploy.md', `<!-- doc-test: ${marker} -->`);
   const { stdout } = await run('bash', ['-euc', block], { cwd: repository, env, timeout: 60_000 });
   return stdout;
 }
@@ -69,7 +69,7 @@ async function getsIn(log: string, digest: string): Promise<number> {
     .filter((line) => line.includes(`"url":"/messages/${digest}"`)).length;
 }
 
-describe("the README's nginx recipe", { skip: nginxSkip ?? postgres.skip, timeout: 120_000 }, () => {
+describe('the nginx recipe of docs/deploy.md', { skip: nginxSkip ?? postgres.skip, timeout: 120_000 }, () => {
   it('runs as written: two nodes with their own data directories behind nginx, both serving a message posted once', async () => {
     const demo = await temporaryDirectory('digestd-nginx-recipe-');
     // nginx's workers run as nobody when the test is root; mkdtemp's 0700 would shut them out.
