@@ -71,6 +71,9 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 if listed then return {deleted, 1} end
 return {deleted, 0}`;
 
+/** How long watchRemovals waits before it subscribes on another cluster node after one was lost. */
+const RESUBSCRIBE_DELAY_MS = 250;
+
 /** Between the key prefix and the hash tag of every removal marker. */
 const MARKER_INFIX = 'removed:';
 
@@ -149,7 +152,8 @@ export class RedisStore implements MessageStore {
   readonly #markerPrefix: Buffer;
   /** Where removals are published: `<prefix>removed`. */
   readonly #channel: string;
-  readonly #createClient: () => Redis | Cluster;
+  /** A connection of its own to one server (for a cluster, one node) for watchRemovals. */
+  readonly #createSubscriber: () => Redis;
   readonly #timeoutMs: number;
   readonly #logger: StoreLogger | undefined;
   /** --redis-wait-replicas when given; undefined follows the topology (0, then 1 once replicas are seen). */
@@ -206,7 +210,17 @@ export class RedisStore implements MessageStore {
       });
     };
     this.kind = options.url !== undefined ? 'redis' : 'redis-cluster';
-    this.#createClient = client;
+    this.#createSubscriber = () => {
+      if (options.url !== undefined) return new Redis(options.url, connection);
+      const known = this.#reader instanceof Cluster ? this.#reader.nodes('all') : [];
+      const nodes =
+        known.length > 0
+          ? known.map(({ options: node }) => ({ host: node.host ?? '127.0.0.1', port: node.port ?? 6379 }))
+          : [...(options.clusterNodes ?? [])];
+      const node = nodes[Math.floor(Math.random() * nodes.length)]!;
+      // Never connected again: its end makes watchRemovals open the next one on a node picked anew.
+      return new Redis({ ...connection, host: node.host, port: node.port, retryStrategy: () => null });
+    };
     this.#reader = client();
     this.#writer = client();
     this.#writer.defineCommand('digestdPut', { numberOfKeys: 2, lua: PUT_SCRIPT });
@@ -482,46 +496,63 @@ export class RedisStore implements MessageStore {
   }
 
   /**
-   * SUBSCRIBEs on a client of its own (a cluster's subscriber follows the topology by itself) and
-   * checks the channel with heartbeats PUBLISHed through the reader; PUBLISH reaches subscribers on
-   * every node of a cluster.
+   * SUBSCRIBEs on a connection of its own to one server (in a cluster, to one node: PUBLISH reaches
+   * every node) and checks the channel with heartbeats PUBLISHed through the reader. Each drop of
+   * that connection is reported at once, so that a removal published while it was down is never
+   * taken as heard; ioredis's own cluster subscriber is not used because it moves to another node
+   * and subscribes again without telling, and later heartbeats would then vouch for the gap. A
+   * cluster node's connection is not made again: the next one goes to a node picked anew.
    */
   watchRemovals(watcher: RemovalWatcher): { close(): Promise<void> } {
-    const subscriber = this.#createClient();
-    subscriber.on('error', () => {});
     let closed = false;
+    let subscriber: Redis | undefined;
+    let retry: NodeJS.Timeout | undefined;
     const feed = new HeartbeatFeed({
       watcher,
       publish: async (text) => {
         await withDeadline(this.#reader.publish(this.#channel, text), this.#timeoutMs, this.kind);
       },
       parseDigest,
-      // ioredis's cluster subscriber may come back from a lost connection without its channels.
-      resubscribe: () => subscribe(),
+      resubscribe: () => subscribe(subscriber),
     });
-    const subscribe = () => {
-      if (closed) return;
-      subscriber.subscribe(this.#channel).then(
-        () => feed.subscribed(),
-        () => feed.disconnected(),
+    const subscribe = (client: Redis | undefined) => {
+      if (closed || client === undefined || client !== subscriber) return;
+      client.subscribe(this.#channel).then(
+        () => {
+          if (client === subscriber) feed.subscribed();
+        },
+        () => {
+          if (client === subscriber) feed.disconnected();
+        },
       );
     };
-    subscriber.on('message', (channel: string, text: string) => {
-      if (channel === this.#channel) feed.receive(text);
-    });
-    if (subscriber instanceof Redis) {
-      // A single server's subscription ends with its connection; ioredis connects again and
-      // subscribes anew, after which the next heartbeat back makes the feed live again.
-      subscriber.on('close', () => feed.disconnected());
-      subscriber.on('ready', subscribe);
-    }
+    const open = () => {
+      if (closed) return;
+      const client = this.#createSubscriber();
+      subscriber = client;
+      client.on('error', () => {});
+      client.on('message', (channel: string, text: string) => {
+        if (channel === this.#channel && client === subscriber) feed.receive(text);
+      });
+      // One server's client connects again by itself and SUBSCRIBEs anew on 'ready'; the next
+      // heartbeat back makes the feed live again.
+      client.on('close', () => {
+        if (client === subscriber) feed.disconnected();
+      });
+      client.on('ready', () => subscribe(client));
+      client.on('end', () => {
+        if (!closed && client === subscriber) retry = setTimeout(open, RESUBSCRIBE_DELAY_MS);
+      });
+      client.connect().catch(() => {});
+    };
     feed.start();
-    subscribe();
+    open();
     return {
       close: async () => {
         closed = true;
+        clearTimeout(retry);
         feed.stop();
-        subscriber.disconnect();
+        subscriber?.disconnect();
         await Promise.resolve();
       },
     };

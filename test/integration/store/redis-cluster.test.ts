@@ -94,6 +94,31 @@ describe('redis-cluster store specifics', { skip: skip ?? false }, () => {
     }
   });
 
+  it('a removal watcher hears its subscription drop before it counts as live again, so a removal published meanwhile is never taken as heard', async () => {
+    const store = createRedisStore({ clusterNodes: clusterNodes(), timeoutMs: STORE_TIMEOUT_MS });
+    const events: string[] = [];
+    const watch = store.watchRemovals({
+      removed: () => {},
+      live: () => events.push('live'),
+      lost: () => events.push('lost'),
+    });
+    const until = async (done: () => boolean, what: string) => {
+      for (let attempt = 0; attempt < 500 && !done(); attempt += 1) await sleep(20);
+      assert.ok(done(), what);
+    };
+    try {
+      await until(() => events.includes('live'), 'the channel becomes live');
+      const from = events.length;
+      // Closes the subscriber's connection wherever it is: a removal published now reaches nobody.
+      await Promise.all(cluster!.nodes.map((node) => node.cli('client', 'kill', 'type', 'pubsub')));
+      await until(() => events.slice(from).includes('live'), 'the channel becomes live again');
+      assert.equal(events[from], 'lost', `the drop is reported first: ${events.slice(from).join(', ')}`);
+    } finally {
+      await watch.close();
+      await store.close();
+    }
+  });
+
   it('answers StoreUnavailable when a write cannot reach the replicas it must wait for', async () => {
     const store = createRedisStore({ clusterNodes: clusterNodes(), waitReplicas: 3, timeoutMs: 600 });
     try {
