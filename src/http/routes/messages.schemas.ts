@@ -136,7 +136,7 @@ export const storeBatchSchema = {
     ...errors({
       400: 'A bad body or item (err_msg names its index)',
       401: 'A write token is required',
-      410: 'An item was removed (MESSAGE_REMOVED) and cannot be stored again; the others may be stored',
+      410: 'An item was removed (MESSAGE_REMOVED, err_msg names its index and digest) and cannot be stored again; the others may be stored',
       413: 'Too many items, an item over the limit, or a body over the limit',
       415: 'Not application/json',
       503: 'The store could not take the write (STORE_UNAVAILABLE); retry',

@@ -3,7 +3,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import { digestHexOf, digestOf, formatDigest, parseDigest, type Digest } from '../../digest.js';
 import { AnswerTooLarge, InvalidDigest, MessageNotFound, MessageRemoved } from '../../errors.js';
 import { metrics } from '../../metrics.js';
-import { REMOVED, type Removed } from '../../store/types.js';
+import { REMOVED, type MessageStore, type Removed } from '../../store/types.js';
 import { IMMUTABLE_CACHE_CONTROL, sendError } from '../answer.js';
 import { JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, TEXT_UTF8_TYPE } from '../body.js';
 import { allowOnly } from './method-not-allowed.js';
@@ -95,7 +95,12 @@ export const messageRoutes: FastifyPluginCallback<MessageRoutesOptions> = (app, 
       const entries = messagesFromBody(request.body, options).map(
         (message) => [digestOf(message), message] as const,
       );
-      await store.putMany(entries);
+      try {
+        await store.putMany(entries);
+      } catch (error) {
+        if (!(error instanceof MessageRemoved)) throw error;
+        throw await removedFromBatch(store, entries);
+      }
       return reply.code(201).send({ digests: entries.map(([digest]) => formatDigest(digest)) });
     },
   );
@@ -165,6 +170,27 @@ function removedFromLookup(removed: readonly string[]): MessageRemoved {
     removed.slice(0, 3).join(', ') + (removed.length > 3 ? ` and ${removed.length - 3} more` : '');
   return new MessageRemoved(
     `The message${removed.length === 1 ? '' : 's'} ${named} ${removed.length === 1 ? 'was' : 'were'} removed; ask again without ${removed.length === 1 ? 'it' : 'them'}.`,
+  );
+}
+
+/**
+ * A batch refused for removed items answers 410 naming them (index and digest), so that the client
+ * can post the others again without them; read back only on this rare path.
+ */
+async function removedFromBatch(
+  store: MessageStore,
+  entries: readonly (readonly [Digest, string])[],
+): Promise<MessageRemoved> {
+  const found = await Promise.all(entries.map(([digest]) => store.get(digest)));
+  const removed = entries.flatMap(([digest], index) =>
+    found[index] === REMOVED ? [`messages[${index}] (${formatDigest(digest)})`] : [],
+  );
+  if (removed.length === 0) return MESSAGE_REMOVED;
+  const named =
+    removed.slice(0, 3).join(', ') + (removed.length > 3 ? ` and ${removed.length - 3} more` : '');
+  const one = removed.length === 1;
+  return new MessageRemoved(
+    `${named} ${one ? 'was' : 'were'} removed and cannot be stored again; post the batch again without ${one ? 'it' : 'them'} (storing is idempotent).`,
   );
 }
 

@@ -98,6 +98,18 @@ describe('takedown over HTTP', () => {
       payload: { digests: [formatDigest(digestOf('beside it')), hex] },
     });
     assert.match(lookup.json<{ err_msg: string }>().err_msg, new RegExp(hex));
+    const batch = await built.app.inject({
+      method: 'POST',
+      url: '/messages/batch',
+      headers: bearer(WRITER),
+      payload: { messages: ['stored beside it', message, 'also beside it'] },
+    });
+    assert.equal(batch.statusCode, 410);
+    assert.match(
+      batch.json<{ err_msg: string }>().err_msg,
+      new RegExp(`^messages\\[1\\] \\(${hex}\\) was removed`),
+      'the batch names the removed item, so that the client can post the others again',
+    );
   });
 
   it('refuses a removal without a token (401), with a wrong one (401) and with a write token (403)', async () => {
