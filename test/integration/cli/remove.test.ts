@@ -147,16 +147,21 @@ describe('digestd remove', () => {
         const result = await digestd(['remove', '--store', postgresUrl, hex(message)]);
         assert.equal(result.code, 0, result.stderr);
         assert.match(result.stdout, /removed 1, not stored 0, already removed 0/);
+        // The bound holds when no request sent after it is still answered from the cache (a
+        // request's own latency on a busy machine does not count against the server).
         const started = performance.now();
         let status = 200;
+        let lastServedSentAt = 0;
         while (
           status === 200 &&
           performance.now() - started < 4 * (HEARTBEAT_INTERVAL_MS + HEARTBEAT_TIMEOUT_MS)
         ) {
+          const sentAt = performance.now() - started;
           status = (await request(`${server.url}/messages/${hex(message)}`)).status;
+          if (status === 200) lastServedSentAt = sentAt;
         }
         assert.equal(status, 410);
-        assert.ok(performance.now() - started <= HEARTBEAT_INTERVAL_MS + HEARTBEAT_TIMEOUT_MS);
+        assert.ok(lastServedSentAt <= HEARTBEAT_INTERVAL_MS + HEARTBEAT_TIMEOUT_MS, `${lastServedSentAt} ms`);
       } finally {
         await server.stop();
       }
