@@ -183,6 +183,9 @@ describe('LMDB on a filling disk, with stdout and stderr on that disk', { skip: 
       `a write below the reserve answers 507: ${refused?.status} ${refused?.body}`,
     );
 
+    // Each worker samples free space on its own (every 250 ms): one answered 507; give the others
+    // time to sample too before writes that may reach any of them.
+    await sleep(1000);
     const freeBefore = await freeBytes();
     const writes = await Promise.all(
       Array.from({ length: 40 }, (_, index) => post(message(`refused ${index}`))),
