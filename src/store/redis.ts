@@ -477,21 +477,11 @@ export class RedisStore implements MessageStore {
   /** SCANs every master for removal markers. */
   async *removedDigests(): AsyncIterable<Digest> {
     await this.ready();
-    const pattern = `${this.#markerPrefix.toString('latin1')}*`;
-    for (const node of this.#masters()) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await withDeadline(
-          node.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT),
-          this.#timeoutMs * 5,
-          this.kind,
-        );
-        cursor = next.toString();
-        for (const key of keys) {
-          const close = key.indexOf(0x7d, this.#markerPrefix.length);
-          if (close !== -1 && key.length - close - 1 === 32) yield Buffer.from(key.subarray(close + 1));
-        }
-      } while (cursor !== '0');
+    for await (const [, keys] of this.#scan(this.#markerPrefix)) {
+      for (const key of keys) {
+        const close = key.indexOf(0x7d, this.#markerPrefix.length);
+        if (close !== -1 && key.length - close - 1 === 32) yield Buffer.from(key.subarray(close + 1));
+      }
     }
   }
 
@@ -587,7 +577,24 @@ export class RedisStore implements MessageStore {
   /** SCANs every master for the prefix and reads each page of keys in one pipeline. */
   async *entries(): AsyncIterable<readonly [Digest, string]> {
     await this.ready();
-    const pattern = `${this.#prefix.toString('latin1')}*`;
+    for await (const [node, keys] of this.#scan(this.#prefix)) {
+      // Removal markers share the prefix but are longer.
+      const wanted = keys.filter((key) => key.length === this.#prefix.length + 32);
+      if (wanted.length === 0) continue;
+      const pipeline = node.pipeline();
+      for (const key of wanted) pipeline.get(key);
+      const values = (await withDeadline(pipeline.exec(), this.#timeoutMs * 5, this.kind)) ?? [];
+      for (const [index, key] of wanted.entries()) {
+        const [error, value] = values[index] ?? [];
+        if (error) throw asStoreUnavailable(error, this.kind);
+        if (typeof value === 'string') yield [key.subarray(this.#prefix.length), value] as const;
+      }
+    }
+  }
+
+  /** Each page of keys starting with `prefix`, SCANned master by master, with its master. */
+  async *#scan(prefix: Buffer): AsyncIterable<readonly [Redis, Buffer[]]> {
+    const pattern = `${prefix.toString('latin1')}*`;
     for (const node of this.#masters()) {
       let cursor = '0';
       do {
@@ -597,17 +604,7 @@ export class RedisStore implements MessageStore {
           this.kind,
         );
         cursor = next.toString();
-        // Removal markers share the prefix but are longer.
-        const wanted = keys.filter((key) => key.length === this.#prefix.length + 32);
-        if (wanted.length === 0) continue;
-        const pipeline = node.pipeline();
-        for (const key of wanted) pipeline.get(key);
-        const values = (await withDeadline(pipeline.exec(), this.#timeoutMs * 5, this.kind)) ?? [];
-        for (const [index, key] of wanted.entries()) {
-          const [error, value] = values[index] ?? [];
-          if (error) throw asStoreUnavailable(error, this.kind);
-          if (typeof value === 'string') yield [key.subarray(this.#prefix.length), value] as const;
-        }
+        yield [node, keys] as const;
       } while (cursor !== '0');
     }
   }
