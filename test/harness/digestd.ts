@@ -7,13 +7,14 @@
  * 0. When stdout goes elsewhere (`stdout`), the harness picks a free port and polls GET /readyz
  * (or `readyPath`) until it answers 200, so that quiet log levels and access logs too large to read work too.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, open, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port.js';
 import { request } from './http.js';
@@ -21,6 +22,22 @@ import { processTree } from './proc.js';
 
 /** The digestd executable of this checkout (runs the compiled dist/). */
 export const DIGESTD_BIN = fileURLToPath(new URL('../../bin/digestd', import.meta.url));
+
+/** Runs a digestd command to its end (killed after `timeoutMs`): exit code (0 on success), stdout, stderr. */
+export async function runDigestd(
+  args: string[],
+  timeoutMs = 120_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [DIGESTD_BIN, ...args], {
+      timeout: timeoutMs,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
 
 /** A digestd process started by the harness. */
 export interface RunningServer {

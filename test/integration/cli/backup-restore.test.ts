@@ -1,17 +1,15 @@
+import { runDigestd } from '../../harness/digestd.js';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent } from 'node:http';
 import { rm } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { openBackup } from '../../../src/backup.js';
 import { digestHexOf, formatDigest } from '../../../src/digest.js';
 import { startRedisCluster, type RedisCluster } from '../../helpers/redis-cluster.js';
 import { startRedisServer, type RedisServerProcess } from '../../helpers/redis-server.js';
 import {
-  DIGESTD_BIN,
   postMessage,
   request,
   startServer,
@@ -26,17 +24,7 @@ import {
   TEST_POSTGRES_URL,
 } from '../../helpers/services.js';
 
-const run = promisify(execFile);
-
-async function digestd(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [DIGESTD_BIN, ...args], { timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+const digestd = (args: string[]) => runDigestd(args);
 
 const skip =
   (await serviceSkip('PostgreSQL', () => postgresAvailable(), 'bash .ci/services starts it')) ??

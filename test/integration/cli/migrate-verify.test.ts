@@ -1,16 +1,15 @@
+import { runDigestd } from '../../harness/digestd.js';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { digestOf, formatDigest } from '../../../src/digest.js';
 import { createLmdbStore } from '../../../src/store/lmdb.js';
 import { createPostgresStore } from '../../../src/store/postgres.js';
 import { createRedisStore } from '../../../src/store/redis.js';
 import { startRedisServer, type RedisServerProcess } from '../../helpers/redis-server.js';
-import { DIGESTD_BIN, temporaryDirectory } from '../../helpers/server.js';
+import { temporaryDirectory } from '../../helpers/server.js';
 import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 import {
   dropPostgresStore,
@@ -20,17 +19,7 @@ import {
   TEST_POSTGRES_URL,
 } from '../../helpers/services.js';
 
-const run = promisify(execFile);
-
-async function digestd(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [DIGESTD_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+const digestd = (args: string[]) => runDigestd(args);
 
 const skip =
   (await serviceSkip('PostgreSQL', () => postgresAvailable(), 'bash .ci/services starts it')) ??

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { digestOf, formatDigest } from '../../../src/digest.js';
 import { MessageRemoved } from '../../../src/errors.js';
@@ -12,7 +10,8 @@ import { createLmdbStore } from '../../../src/store/lmdb.js';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from '../../../src/store/removal-feed.js';
 import { REMOVED } from '../../../src/store/types.js';
 import { sample } from '../../helpers/metrics-text.js';
-import { DIGESTD_BIN, postMessage, request, startServer, temporaryDirectory } from '../../helpers/server.js';
+import { runDigestd } from '../../harness/digestd.js';
+import { postMessage, request, startServer, temporaryDirectory } from '../../helpers/server.js';
 import {
   dropPostgresStore,
   postgresAvailable,
@@ -21,17 +20,7 @@ import {
 } from '../../helpers/services.js';
 import { STORE_TIMEOUT_MS } from '../../helpers/store-options.js';
 
-const run = promisify(execFile);
-
-async function digestd(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [DIGESTD_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+const digestd = runDigestd;
 
 const postgresSkip = await serviceSkip(
   'PostgreSQL',
